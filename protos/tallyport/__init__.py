@@ -1,0 +1,1 @@
+"""The Tallyport API contract (generated from protos/tallyport/*/*.proto)."""
