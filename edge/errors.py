@@ -1,12 +1,12 @@
 """The edge agent's error tree; library errors are translated into it at one boundary each.
 
-    EdgeError
-    ├── ConfigError        a gateway config file is missing, unreadable or invalid (refuse to start)
-    ├── DeviceError        a device is gone, unreachable or answered garbage (retry; the agent keeps running)
-    │   └── PortClosedError   the serial port vanished (USB re-enumeration, cable pulled)
-    ├── OutboxError        the SQLite outbox failed (disk full, I/O error, corruption)
-    └── UplinkError        the gRPC stream to the cloud failed (reconnect with backoff)
-        └── ProtocolError  the cloud answered out of contract
+EdgeError
+├── ConfigError        a gateway config file is missing, unreadable or invalid (refuse to start)
+├── DeviceError        a device is gone, unreachable or answered garbage (retry; the agent keeps running)
+│   └── PortClosedError   the serial port vanished (USB re-enumeration, cable pulled)
+├── OutboxError        the SQLite outbox failed (disk full, I/O error, corruption)
+└── UplinkError        the gRPC stream to the cloud failed (reconnect with backoff)
+    └── ProtocolError  the cloud answered out of contract
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Simulated warehouse hardware that speaks the real wire protocols, with ground truth for scoring."""

@@ -305,6 +305,8 @@ class IdentifiedObject(_message.Message):
     GTIN_FIELD_NUMBER: _builtins.int
     SERIAL_FIELD_NUMBER: _builtins.int
     SSCC_FIELD_NUMBER: _builtins.int
+    BATCH_FIELD_NUMBER: _builtins.int
+    EXPIRY_DATE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Canonical identifier: the GS1 Digital Link URI on id.gs1.org when a GS1
     key is known (https://id.gs1.org/01/{gtin14}/21/{serial},
@@ -321,6 +323,10 @@ class IdentifiedObject(_message.Message):
     """AI (21) serial"""
     sscc: _builtins.str
     """SSCC-18, check digit verified"""
+    batch: _builtins.str
+    """AI (10) batch/lot, when the read carried it"""
+    expiry_date: _builtins.str
+    """AI (17) expiry, ISO date YYYY-MM-DD"""
     def __init__(
         self,
         *,
@@ -330,10 +336,12 @@ class IdentifiedObject(_message.Message):
         gtin: _builtins.str = ...,
         serial: _builtins.str = ...,
         sscc: _builtins.str = ...,
+        batch: _builtins.str = ...,
+        expiry_date: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epc_hex", b"epc_hex", "epc_uri", b"epc_uri", "gtin", b"gtin", "id", b"id", "serial", b"serial", "sscc", b"sscc"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "epc_hex", b"epc_hex", "epc_uri", b"epc_uri", "expiry_date", b"expiry_date", "gtin", b"gtin", "id", b"id", "serial", b"serial", "sscc", b"sscc"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

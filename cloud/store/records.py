@@ -1,0 +1,166 @@
+"""The rows the store keeps, as plain frozen dataclasses shared by every store implementation.
+
+Times are integer microseconds since the epoch (UTC); enums are their protobuf numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "EventObjectKey",
+    "EventQuery",
+    "GapRecord",
+    "GatewayRecord",
+    "MeasureDelta",
+    "OnHandDelta",
+    "OnHandRecord",
+    "PositionRecord",
+    "QuarantineRecord",
+    "StoredEvent",
+    "StreamState",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """Delivery state of one (gateway, outbox): the table `gateway_streams`."""
+
+    gateway_id: str
+    outbox_id: str
+    committed_through_seq: int  # highest contiguous seq handled (stored, duplicate or quarantined)
+    agent_version: str
+    first_contact_us: int
+    last_contact_us: int
+    events_stored: int = 0
+    duplicates: int = 0
+    rejects: int = 0
+    batches: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GapRecord:
+    """Seqs `first_seq..last_seq` (inclusive) that will never arrive, and why."""
+
+    gateway_id: str
+    outbox_id: str
+    first_seq: int
+    last_seq: int
+    reason: str
+    recorded_at_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventObjectKey:
+    """One (object id, GTIN) an event mentions, for the object and GTIN filters of ListEvents."""
+
+    object_id: str
+    gtin: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A valid event as stored: filter columns plus the serialized `events_pb2.Event`."""
+
+    event_id: str
+    gateway_id: str
+    outbox_id: str
+    seq: int
+    event_time_us: int
+    biz_location: str
+    biz_step: int
+    received_at_us: int
+    payload: bytes
+    mentions: tuple[EventObjectKey, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRecord:
+    """An event the cloud rejected, kept with its reason; `quarantine_id` is 0 until stored."""
+
+    gateway_id: str
+    outbox_id: str
+    seq: int
+    event_id: str
+    reason: str
+    received_at_us: int
+    payload: bytes
+    quarantine_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRecord:
+    """Where one serialised object is, by the newest event that mentioned it."""
+
+    object_id: str
+    epc_uri: str
+    epc_hex: str
+    gtin: str
+    sscc: str
+    biz_location: str
+    read_point_id: str
+    biz_step: int
+    disposition: int
+    in_transit: bool
+    present: bool  # False after an OBJECT event with action DELETE
+    event_time_us: int
+    event_id: str
+    gateway_id: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class OnHandDelta:
+    """A change to the on-hand row of (gtin, biz_location)."""
+
+    gtin: str
+    biz_location: str
+    serialized_count: int = 0
+    class_quantity: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class MeasureDelta:
+    """A change to a measured quantity (a uom such as KGM) of (gtin, biz_location); not a count."""
+
+    gtin: str
+    biz_location: str
+    uom: str
+    quantity: float
+
+
+@dataclass(frozen=True, slots=True)
+class OnHandRecord:
+    """On-hand of one GTIN at one location."""
+
+    gtin: str
+    biz_location: str
+    serialized_count: int
+    class_quantity: float
+
+    @property
+    def quantity(self) -> float:
+        return self.serialized_count + self.class_quantity
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRecord:
+    """A (gateway, outbox) delivery state with its gaps, newest gap last."""
+
+    state: StreamState
+    gaps: tuple[GapRecord, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class EventQuery:
+    """Filters and a keyset cursor for listing events newest first by (event_time_us, event_id)."""
+
+    limit: int
+    gateway_id: str = ""
+    biz_location: str = ""
+    gtin: str = ""
+    object_id: str = ""
+    biz_step: int = 0
+    since_us: int | None = None  # event_time >= since
+    until_us: int | None = None  # event_time < until
+    before: tuple[int, str] | None = None  # (event_time_us, event_id) of the last row already returned

@@ -1,0 +1,15 @@
+"""The gateway's durable outbox (SQLite WAL) and its quarantine of rejected reads."""
+
+from edge.outbox.outbox import Durability, Outbox, open_outbox
+from edge.outbox.records import DeviceFrame, FrameMarker, OutboxStats, QuarantineRecord, Rejected
+
+__all__ = [
+    "DeviceFrame",
+    "Durability",
+    "FrameMarker",
+    "Outbox",
+    "OutboxStats",
+    "QuarantineRecord",
+    "Rejected",
+    "open_outbox",
+]

@@ -1,0 +1,431 @@
+"""The SQLite outbox: every event the gateway produces is committed here before its source is acknowledged.
+
+Durability (`[outbox] durability`), WAL journal in both modes:
+
+- ``"full"`` (default): ``PRAGMA synchronous=FULL``. A commit returns after the WAL is fsynced, so an
+  acknowledged read survives `kill -9` *and* power loss. Loss window: none for committed events.
+- ``"normal"``: ``PRAGMA synchronous=NORMAL``. Survives `kill -9` (the OS holds the WAL); on power loss
+  or an OS crash the commits since the last checkpoint's fsync may roll back. Loss window: up to the
+  last few hundred milliseconds of commits. Faster on slow flash.
+
+Group commit: appenders put their event on a bounded queue and wait; one writer task takes everything
+queued, assigns each event its `seq` (the integer primary key, monotonic per outbox) and its `event_id`
+(a time-ordered UUIDv7, fixed here once and for all), and commits the group in one transaction. Rows
+leave only through `delete_through(seq)`, which the uplink calls with the cloud's acknowledged seq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import aiosqlite
+from tallyport.v1 import events_pb2
+
+from edge.clock import Clock
+from edge.errors import OutboxError
+from edge.event_ids import new_event_id
+from edge.outbox.records import (
+    DeviceFrame,
+    FrameMarker,
+    OutboxStats,
+    QuarantineRecord,
+    Rejected,
+)
+from edge.outbox.schema import MIGRATIONS
+
+log = logging.getLogger(__name__)
+
+Durability = Literal["full", "normal"]
+
+COMMIT_ITEMS_MAX_DEFAULT = 2000
+QUEUE_ITEMS_MAX_DEFAULT = 20_000
+CLOSE_TIMEOUT_S = 30.0
+
+
+@dataclass
+class _Pending:
+    """One item waiting for the next group commit."""
+
+    event: events_pb2.Event | None
+    rejected: Rejected | None
+    marker: FrameMarker | None
+    acked_device: str | None
+    future: asyncio.Future[int]
+
+
+class Outbox:
+    """A durable, ordered, acknowledged-delete queue of events, plus the edge quarantine.
+
+    Open it with `open_outbox(...)` (an async context manager that owns the writer task).
+    """
+
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        *,
+        path: Path,
+        outbox_id: str,
+        next_seq: int,
+        clock: Clock,
+        rng: random.Random,
+        commit_items_max: int,
+        queue_items_max: int,
+    ) -> None:
+        assert commit_items_max >= 1 and queue_items_max >= commit_items_max
+        self._db = db
+        self.path = path
+        self.outbox_id = outbox_id
+        self._next_seq = next_seq
+        self._clock = clock
+        self._rng = rng
+        self._commit_items_max = commit_items_max
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(maxsize=queue_items_max)
+        # Set after every commit that added events; the uplink waits on it instead of polling.
+        self.events_committed = asyncio.Event()
+        # One connection serves the writer and the uplink; a transaction spans several awaits, so
+        # without this lock a read could see (and send) rows of a group that has not committed yet.
+        self._lock = asyncio.Lock()
+        self.commits_total = 0
+        self.events_total = 0
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    async def append(self, event: events_pb2.Event, *, marker: FrameMarker | None = None) -> int:
+        """Commit `event` durably and return its seq. Fills `event.seq` and, if empty, `event.event_id`.
+
+        Raises OutboxError if the commit failed; then nothing was stored and the caller must not
+        acknowledge the source.
+        """
+        return await self._submit(_Pending(event, None, marker, None, self._future()))
+
+    async def append_many(self, events: Sequence[events_pb2.Event]) -> list[int]:
+        """Commit several events (one group where they fit) and return their seqs, in order."""
+        futures = []
+        for event in events:
+            item = _Pending(event, None, None, None, self._future())
+            await self._queue.put(item)
+            futures.append(item.future)
+        return list(await asyncio.gather(*futures))
+
+    async def quarantine(self, rejected: Rejected, *, marker: FrameMarker | None = None) -> int:
+        """Commit a rejected read to the quarantine and return its quarantine id."""
+        return await self._submit(_Pending(None, rejected, marker, None, self._future()))
+
+    async def mark_frame_acked(self, device: str) -> None:
+        """Record that the device received our ACK for its last committed frame."""
+        await self._submit(_Pending(None, None, None, device, self._future()))
+
+    def _future(self) -> asyncio.Future[int]:
+        return asyncio.get_running_loop().create_future()
+
+    async def _submit(self, item: _Pending) -> int:
+        await self._queue.put(item)
+        return await item.future
+
+    async def run_writer(self) -> None:
+        """Take whatever is queued, commit it as one group, resolve the waiters; until closed."""
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < self._commit_items_max and not self._queue.empty():
+                item = self._queue.get_nowait()
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            await self._commit_group(group)
+            if stop:
+                return
+
+    async def _commit_group(self, group: list[_Pending]) -> None:
+        first_seq = self._next_seq
+        now_ms = self._clock.unix_ms()
+        event_rows: list[tuple[int, str, int, int, bytes]] = []
+        quarantine_rows: list[tuple[int, str, str, str, bytes, str]] = []
+        markers: dict[str, tuple[str, int, int]] = {}
+        acked_devices: list[str] = []
+        results: list[int] = []
+        seq = first_seq
+        for item in group:
+            if item.event is not None:
+                event = item.event
+                event.seq = seq
+                if not event.event_id:
+                    event.event_id = new_event_id(now_ms, self._rng)
+                event_rows.append((seq, event.event_id, event.event_class, now_ms, event.SerializeToString()))
+                results.append(seq)
+                seq += 1
+            elif item.rejected is not None:
+                rejected = item.rejected
+                quarantine_rows.append(
+                    (
+                        now_ms,
+                        rejected.source,
+                        rejected.reason_code,
+                        rejected.reason,
+                        rejected.raw,
+                        rejected.digest(),
+                    )
+                )
+                results.append(-1)
+            else:
+                assert item.acked_device is not None
+                acked_devices.append(item.acked_device)
+                results.append(0)
+            if item.marker is not None:
+                markers[item.marker.device] = (item.marker.raw_sha256, now_ms, 0)
+        try:
+            quarantine_ids = await self._write(event_rows, quarantine_rows, markers, acked_devices)
+        except OutboxError as exc:
+            for event_item in group:
+                if event_item.event is not None:
+                    event_item.event.seq = 0
+                if not event_item.future.done():
+                    event_item.future.set_exception(exc)
+            return
+        self._next_seq = seq
+        self.commits_total += 1
+        self.events_total += len(event_rows)
+        ids = iter(quarantine_ids)
+        for item, result in zip(group, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(next(ids) if result == -1 else result)
+        if event_rows:
+            self.events_committed.set()
+
+    async def _write(
+        self,
+        event_rows: list[tuple[int, str, int, int, bytes]],
+        quarantine_rows: list[tuple[int, str, str, str, bytes, str]],
+        markers: dict[str, tuple[str, int, int]],
+        acked_devices: list[str],
+    ) -> list[int]:
+        db = self._db
+        try:
+            async with self._lock:
+                return await self._write_locked(db, event_rows, quarantine_rows, markers, acked_devices)
+        except sqlite3.Error as exc:
+            log.error("outbox commit failed", extra={"path": str(self.path), "error": str(exc)})
+            raise OutboxError(f"outbox {self.path}: commit failed: {exc}") from exc
+
+    @staticmethod
+    async def _write_locked(
+        db: aiosqlite.Connection,
+        event_rows: list[tuple[int, str, int, int, bytes]],
+        quarantine_rows: list[tuple[int, str, str, str, bytes, str]],
+        markers: dict[str, tuple[str, int, int]],
+        acked_devices: list[str],
+    ) -> list[int]:
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            if event_rows:
+                await db.executemany(
+                    "INSERT INTO outbox (seq, event_id, event_class, created_at_ms, payload)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    event_rows,
+                )
+            quarantine_ids = []
+            for row in quarantine_rows:
+                cursor = await db.execute(
+                    "INSERT INTO quarantine (received_at_ms, source, reason_code, reason, raw, raw_sha256)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+                assert cursor.lastrowid is not None
+                quarantine_ids.append(cursor.lastrowid)
+            for device in acked_devices:
+                await db.execute("UPDATE device_frames SET acked = 1 WHERE device = ?", (device,))
+            if markers:
+                await db.executemany(
+                    "INSERT INTO device_frames (device, raw_sha256, committed_at_ms, acked)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT(device) DO UPDATE SET"
+                    " raw_sha256 = excluded.raw_sha256, committed_at_ms = excluded.committed_at_ms,"
+                    " acked = excluded.acked",
+                    [(device, *values) for device, values in markers.items()],
+                )
+            await db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
+            raise
+        return quarantine_ids
+
+    # -- reading and acknowledging ---------------------------------------------------------------
+
+    async def read_after(self, seq: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to `limit` (seq, serialized Event) rows with seq > `seq`, ascending."""
+        rows = await self._fetch(
+            "SELECT seq, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+        )
+        return [(int(row[0]), bytes(row[1])) for row in rows]
+
+    async def delete_through(self, seq: int) -> int:
+        """Delete every event with seq <= `seq` (the cloud has committed them); return how many."""
+        try:
+            async with self._lock:
+                cursor = await self._db.execute("DELETE FROM outbox WHERE seq <= ?", (seq,))
+        except sqlite3.Error as exc:
+            raise OutboxError(f"outbox {self.path}: delete failed: {exc}") from exc
+        return cursor.rowcount
+
+    def ensure_seq_after(self, seq: int) -> None:
+        """Never hand out a seq at or below `seq` (the cloud already holds it for this outbox)."""
+        if self._next_seq <= seq:
+            log.warning(
+                "cloud is ahead of the outbox; skipping seq forward",
+                extra={"next_seq": self._next_seq, "cloud_seq": seq},
+            )
+            self._next_seq = seq + 1
+
+    async def last_frame(self, device: str) -> DeviceFrame | None:
+        rows = await self._fetch(
+            "SELECT device, raw_sha256, committed_at_ms, acked FROM device_frames WHERE device = ?", (device,)
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return DeviceFrame(str(row[0]), str(row[1]), int(row[2]), bool(row[3]))
+
+    async def stats(self) -> OutboxStats:
+        row = (
+            await self._fetch(
+                "SELECT count(*), coalesce(min(seq), 0), coalesce(min(created_at_ms), 0) FROM outbox", ()
+            )
+        )[0]
+        quarantined = (await self._fetch("SELECT count(*) FROM quarantine", ()))[0][0]
+        pages = (await self._fetch("PRAGMA page_count", ()))[0][0]
+        page_size = (await self._fetch("PRAGMA page_size", ()))[0][0]
+        wal = self.path.with_name(self.path.name + "-wal")
+        wal_bytes = wal.stat().st_size if wal.exists() else 0
+        return OutboxStats(
+            events=int(row[0]),
+            oldest_seq=int(row[1]),
+            newest_seq=self._next_seq - 1,
+            oldest_created_at_ms=int(row[2]),
+            quarantined=int(quarantined),
+            file_bytes=int(pages) * int(page_size) + wal_bytes,
+        )
+
+    async def list_events(self, limit: int, after_seq: int = 0) -> list[events_pb2.Event]:
+        events = []
+        for _seq, payload in await self.read_after(after_seq, limit):
+            event = events_pb2.Event()
+            event.ParseFromString(payload)
+            events.append(event)
+        return events
+
+    async def list_quarantine(self, limit: int, after_id: int = 0) -> list[QuarantineRecord]:
+        rows = await self._fetch(
+            "SELECT id, received_at_ms, source, reason_code, reason, raw, raw_sha256 FROM quarantine"
+            " WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [
+            QuarantineRecord(int(r[0]), int(r[1]), str(r[2]), str(r[3]), str(r[4]), bytes(r[5]), str(r[6]))
+            for r in rows
+        ]
+
+    async def _fetch(self, sql: str, params: tuple[object, ...]) -> list[sqlite3.Row]:
+        try:
+            async with self._lock:
+                return list(await self._db.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise OutboxError(f"outbox {self.path}: read failed: {exc}") from exc
+
+    async def close_writer(self) -> None:
+        """Ask the writer to stop once everything queued before now is committed."""
+        await self._queue.put(None)
+
+
+async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+    version = int(next(iter(await db.execute_fetchall("PRAGMA user_version", ())))[0])
+    if version > len(MIGRATIONS):
+        raise OutboxError(
+            f"outbox {path}: schema version {version} is newer than this agent knows ({len(MIGRATIONS)})"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        await db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
+
+
+async def _outbox_id(db: aiosqlite.Connection) -> str:
+    rows = list(await db.execute_fetchall("SELECT value FROM meta WHERE key = 'outbox_id'", ()))
+    if rows:
+        return str(rows[0][0])
+    outbox_id = str(uuid.uuid4())
+    await db.execute("INSERT INTO meta (key, value) VALUES ('outbox_id', ?)", (outbox_id,))
+    return outbox_id
+
+
+async def _next_seq(db: aiosqlite.Connection) -> int:
+    rows = list(
+        await db.execute_fetchall(
+            "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),"
+            " coalesce((SELECT max(seq) FROM outbox), 0))",
+            (),
+        )
+    )
+    return int(rows[0][0]) + 1
+
+
+@asynccontextmanager
+async def open_outbox(
+    path: Path,
+    *,
+    clock: Clock,
+    rng: random.Random,
+    durability: Durability = "full",
+    commit_items_max: int = COMMIT_ITEMS_MAX_DEFAULT,
+    queue_items_max: int = QUEUE_ITEMS_MAX_DEFAULT,
+) -> AsyncIterator[Outbox]:
+    """Open (creating and migrating if needed) the outbox at `path` and run its writer while in use.
+
+    On exit everything queued is committed before the file is closed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = await aiosqlite.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise OutboxError(f"outbox {path}: cannot open: {exc}") from exc
+    try:
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+            await _migrate(db, path)
+            outbox_id = await _outbox_id(db)
+            next_seq = await _next_seq(db)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"outbox {path}: cannot prepare: {exc}") from exc
+        outbox = Outbox(
+            db,
+            path=path,
+            outbox_id=outbox_id,
+            next_seq=next_seq,
+            clock=clock,
+            rng=rng,
+            commit_items_max=commit_items_max,
+            queue_items_max=queue_items_max,
+        )
+        writer = asyncio.create_task(outbox.run_writer(), name="outbox-writer")
+        try:
+            yield outbox
+        finally:
+            if not writer.done():
+                await outbox.close_writer()
+                try:
+                    await asyncio.wait_for(asyncio.shield(writer), CLOSE_TIMEOUT_S)
+                except TimeoutError:
+                    writer.cancel()
+    finally:
+        await db.close()

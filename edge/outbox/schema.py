@@ -1,0 +1,43 @@
+"""The outbox's SQLite schema and its migrations, applied in order by `PRAGMA user_version`.
+
+The schema of the store is versioned apart from the gateway config: changing a
+config never touches buffered events.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the outbox itself. seq is the integer primary key (the rowid): time-ordered keys keep inserts
+    # appending to the b-tree. AUTOINCREMENT keeps seq monotonic even after every row was acknowledged
+    # and deleted, so the cloud never sees a seq reused within one outbox_id.
+    """
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id TEXT NOT NULL,
+        event_class INTEGER NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        payload BLOB NOT NULL
+    );
+    CREATE TABLE quarantine (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at_ms INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        reason_code TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        raw BLOB NOT NULL,
+        raw_sha256 TEXT NOT NULL
+    );
+    -- The last frame committed per device, so a frame the device retransmits because the agent
+    -- died between commit and ACK is recognised and not stored twice.
+    CREATE TABLE device_frames (
+        device TEXT PRIMARY KEY,
+        raw_sha256 TEXT NOT NULL,
+        committed_at_ms INTEGER NOT NULL,
+        acked INTEGER NOT NULL
+    );
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
+)

@@ -1,0 +1,81 @@
+"""A pseudo-terminal standing in for a scanner's serial port, reachable through a stable symlink.
+
+The gateway opens the symlink (as it would open /dev/serial/by-id/usb-...). `replug()` closes the pty
+and makes a new one behind the same symlink, as USB re-enumeration does (ttyACM0 → ttyACM1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tty
+from pathlib import Path
+
+
+class PtyPort:
+    def __init__(self, link: Path) -> None:
+        self.link = link
+        self._master = -1
+        self._slave = -1
+        self.slave_name = ""
+        self._incoming: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1024)
+        self.replugs_total = 0
+
+    def open(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)  # no echo, no line editing: bytes pass as a serial line would carry them
+        self._master, self._slave = master, slave
+        self.slave_name = os.ttyname(slave)
+        self.link.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.link.with_name(self.link.name + ".new")
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        temporary.symlink_to(self.slave_name)
+        os.replace(temporary, self.link)  # atomic: the gateway never sees a missing link mid-swap
+        os.set_blocking(master, False)
+        asyncio.get_running_loop().add_reader(master, self._on_readable)
+
+    def _on_readable(self) -> None:
+        try:
+            data = os.read(self._master, 4096)
+        except OSError:
+            # EIO: no process holds the slave open (the gateway is down); nothing to read.
+            return
+        if data and not self._incoming.full():
+            self._incoming.put_nowait(data)
+
+    def write(self, data: bytes) -> None:
+        """Send bytes towards the gateway; lost, like on a real line, if the buffer is full."""
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self._master, view)
+            except BlockingIOError:
+                return
+            view = view[written:]
+
+    def discard_incoming(self) -> None:
+        """Forget answers that arrived too late to count (a late ACK must not answer the next scan)."""
+        while not self._incoming.empty():
+            self._incoming.get_nowait()
+
+    async def read(self, timeout_s: float) -> bytes:
+        """Bytes the gateway sent back (ACK/NAK), or b"" after `timeout_s`."""
+        try:
+            return await asyncio.wait_for(self._incoming.get(), timeout_s)
+        except TimeoutError:
+            return b""
+
+    def close(self) -> None:
+        if self._master >= 0:
+            asyncio.get_running_loop().remove_reader(self._master)
+            os.close(self._master)
+            # Keep the slave open until now: closing it earlier hangs up the line for the gateway.
+            os.close(self._slave)
+            self._master = self._slave = -1
+
+    def replug(self) -> None:
+        self.close()
+        self.open()
+        self.replugs_total += 1
