@@ -1,7 +1,7 @@
 """The aggregator's error tree; library errors are translated into it at one boundary each.
 
     CloudError
-    ├── ConfigError           cloud.toml or a flag is invalid (refuse to start; the message names file, key, expectation)
+    ├── ConfigError           cloud.toml or a flag is invalid (refuse to start; names file, key, expectation)
     ├── ListenError           the gRPC server cannot bind its address (refuse to start)
     ├── StoreError            the store failed: disk full, I/O error, lock timeout, corruption
     │   └── SchemaVersionError   the database was written by a newer Tallyport (refuse to start)

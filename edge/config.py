@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from tallyport.v1 import events_pb2
 
 from edge.drivers.scanner.config import ScannerConfig
 from edge.errors import ConfigError
-from tallyport.v1 import events_pb2
 
 GATEWAY_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 
@@ -74,7 +74,8 @@ class LogSection(_Section):
 
 
 def _cbv_names(enum: Any, prefix: str) -> list[str]:
-    return [name.removeprefix(prefix).lower() for name in enum.keys() if not name.endswith("UNSPECIFIED")]
+    names: list[str] = enum.keys()
+    return [name.removeprefix(prefix).lower() for name in names if not name.endswith("UNSPECIFIED")]
 
 
 BIZ_STEPS = _cbv_names(events_pb2.BizStep, "BIZ_STEP_")

@@ -20,8 +20,10 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
         parts = [stamp, record.levelname.lower(), record.name, record.getMessage()]
-        parts += [f"{key}={value!r}" if isinstance(value, str) and " " in value else f"{key}={value}"
-                  for key, value in _fields(record).items()]
+        parts += [
+            f"{key}={value!r}" if isinstance(value, str) and " " in value else f"{key}={value}"
+            for key, value in _fields(record).items()
+        ]
         line = " ".join(parts)
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)

@@ -12,7 +12,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from edge.uplink.backoff import Backoff
+from edge.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Regenerate the Python code of the `tallyport.v1` contract from its .proto files.
 
-    python protos/generate.py           # rewrite protos/tallyport/v1/*_pb2*.py(i)
-    python protos/generate.py --check   # exit 1 if the committed code is stale (CI)
+python protos/generate.py           # rewrite protos/tallyport/v1/*_pb2*.py(i)
+python protos/generate.py --check   # exit 1 if the committed code is stale (CI)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from grpc_tools import protoc  # type: ignore[import-untyped]
+from grpc_tools import protoc
 
 PROTOS_DIR = Path(__file__).resolve().parent
 PACKAGE_DIR = PROTOS_DIR / "tallyport" / "v1"
@@ -50,7 +50,9 @@ def generated_files(root: Path) -> list[Path]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="fail if the committed generated code is stale")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,20 +62,24 @@ def main() -> int:
         fresh = generated_files(tmp_root)
         if options.check:
             current = generated_files(PROTOS_DIR)
-            stale = [str(p) for p in fresh if not (PROTOS_DIR / p).exists()
-                     or not filecmp.cmp(tmp_root / p, PROTOS_DIR / p, shallow=False)]
+            stale = [
+                str(p)
+                for p in fresh
+                if not (PROTOS_DIR / p).exists()
+                or not filecmp.cmp(tmp_root / p, PROTOS_DIR / p, shallow=False)
+            ]
             stale += [str(p) for p in current if p not in fresh]
             if stale:
-                print("generated protobuf code is stale; run: python protos/generate.py", file=sys.stderr)
+                print("generated protobuf code is stale; run: python protos/generate.py")
                 for path in stale:
-                    print(f"  {path}", file=sys.stderr)
+                    print(f"  {path}")
                 return 1
             print(f"generated protobuf code is fresh ({len(fresh)} files)")
             return 0
-        for path in generated_files(PROTOS_DIR):
-            (PROTOS_DIR / path).unlink()
-        for path in fresh:
-            shutil.copyfile(tmp_root / path, PROTOS_DIR / path)
+        for old in generated_files(PROTOS_DIR):
+            (PROTOS_DIR / old).unlink()
+        for new in fresh:
+            shutil.copyfile(tmp_root / new, PROTOS_DIR / new)
         print(f"wrote {len(fresh)} files under {PACKAGE_DIR}")
     return 0
 

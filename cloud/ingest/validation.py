@@ -49,7 +49,9 @@ _KNOWN_DISPOSITIONS = frozenset(events_pb2.Disposition.values())
 
 def gs1_check_digit(data_digits: str) -> int:
     """The GS1 mod-10 check digit of `data_digits` (weights 3,1,3,1... from the rightmost)."""
-    total = sum(int(digit) * (3 if index % 2 == 0 else 1) for index, digit in enumerate(reversed(data_digits)))
+    total = sum(
+        int(digit) * (3 if index % 2 == 0 else 1) for index, digit in enumerate(reversed(data_digits))
+    )
     return (10 - total % 10) % 10
 
 

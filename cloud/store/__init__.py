@@ -66,8 +66,8 @@ class IngestTransaction(Protocol):
         """Insert events whose event_id is new; return the event_ids actually inserted."""
         ...
 
-    async def quarantine(self, records: Sequence[QuarantineRecord]) -> None:
-        """Keep rejected events; one (gateway, outbox, seq) is kept once however often it is sent."""
+    async def quarantine(self, records: Sequence[QuarantineRecord]) -> int:
+        """Keep rejected events, once per (gateway, outbox, seq) however often sent; return rows added."""
         ...
 
     async def load_positions(self, object_ids: Collection[str]) -> dict[str, PositionRecord]:
@@ -98,8 +98,10 @@ class Store(Protocol):
         """A position by object id, else by EPC URI, else by EPC hex."""
         ...
 
-    async def list_on_hand(self, gtin: str = "", biz_location: str = "") -> list[OnHandRecord]:
-        """On-hand rows with a non-zero count or class quantity; empty filters match all."""
+    async def list_on_hand(
+        self, gtin: str = "", biz_location: str = "", limit: int = 50_000
+    ) -> list[OnHandRecord]:
+        """On-hand rows with a non-zero count or class quantity, at most `limit`; empty filters match all."""
         ...
 
     async def list_events(self, query: EventQuery) -> list[StoredEvent]:

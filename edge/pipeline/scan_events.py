@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from tallyport.v1 import events_pb2
+
 from edge.config import ReadPointConfig
 from edge.drivers.scanner import ScanDecoded
-from tallyport.v1 import events_pb2
 
 DRIVER_KEY = "scanner"
 

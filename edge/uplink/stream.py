@@ -18,9 +18,9 @@ import grpc
 import grpc.aio
 from tallyport.v1 import ingest_pb2
 
+from edge.backoff import Backoff
 from edge.errors import OutboxError, ProtocolError, UplinkError
 from edge.outbox import Outbox
-from edge.uplink.backoff import Backoff
 from edge.uplink.wire import encode_batch_message, encode_hello_message
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,8 @@ def _varint(value: int) -> bytes:
 
 def encode_batch_message(batch_id: int, event_payloads: Sequence[bytes]) -> bytes:
     """The serialized `GatewayMessage` carrying `EventBatch{batch_id, events}`."""
-    parts = [bytes([_TAG_BATCH_ID]), _varint(batch_id)]
+    # proto3 leaves a zero scalar off the wire; do the same so the bytes equal protobuf's own.
+    parts = [bytes([_TAG_BATCH_ID]), _varint(batch_id)] if batch_id else []
     for payload in event_payloads:
         parts.append(bytes([_TAG_BATCH_EVENTS]))
         parts.append(_varint(len(payload)))

@@ -28,7 +28,7 @@ class ScannerConfig(BaseModel):
     name: str = Field(min_length=1, description="Device id, e.g. 'scanner-dock4'.")
     port: str = Field(
         min_length=1,
-        description="Serial device path; may be a symlink such as /dev/serial/by-id/…, re-resolved on each open.",
+        description="Serial device path; may be a /dev/serial/by-id/… symlink, re-resolved on each open.",
     )
     read_point: str = Field(min_length=1, description="Name of a read point defined in the gateway config.")
     baudrate: int = Field(default=9600, ge=50, le=4_000_000)
@@ -88,7 +88,6 @@ class ScannerConfig(BaseModel):
         """The terminators as the bytes that arrive on the wire."""
         return [terminator.encode("latin-1") for terminator in self.terminators]
 
-    @property
     def decode_options(self) -> DecodeOptions:
         """What ``decode_scan`` needs from this config."""
         return DecodeOptions(prefix=self.prefix, suffix=self.suffix)

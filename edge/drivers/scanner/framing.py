@@ -121,7 +121,7 @@ class ScanFramer:
         return frames
 
     def _undecided_starts(self, work: bytes) -> list[int]:
-        """Ascending positions where the rest of ``work`` is a proper prefix of a terminator, then len(work)."""
+        """Ascending positions where the rest of ``work`` is a proper prefix of a terminator; then len."""
         longest = len(self._terminators[0]) if self._terminators else 1
         starts = [
             start

@@ -1,4 +1,4 @@
-"""Capped exponential backoff with full jitter, for every reconnect loop of the agent."""
+"""Capped exponential backoff with full jitter, for every retry and reconnect loop of the agent."""
 
 from __future__ import annotations
 

@@ -1,0 +1,20 @@
+"""Run every benchmark: `python -m bench` (or `./dev bench`). `--quick` for a short smoke run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from bench import edge_ingest, uplink_throughput
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    options = parser.parse_args()
+    asyncio.run(edge_ingest.run(quick=options.quick))
+    asyncio.run(uplink_throughput.run(quick=options.quick))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,340 @@
+"""`tallyport-cloud`: run the aggregator, or ask a running one about inventory.
+
+Exit codes: 0 done; 1 the server answered with an error (e.g. no such object) or the server
+failed to start; 2 bad usage or config, or the server could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from grpc import aio
+from tallyport.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
+
+from cloud import cli_output
+from cloud.config import load_config
+from cloud.errors import CloudError, ConfigError, ServerUnreachableError
+from cloud.logs import configure_logging
+from cloud.server import serve
+
+__all__ = ["build_parser", "main"]
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+RPC_TIMEOUT_S_DEFAULT = 10.0
+EVENTS_LIMIT_DEFAULT = 50
+EVENTS_LIMIT_MAX = 100_000
+EXIT_ERROR_ANSWER = 1
+EXIT_USAGE_OR_UNREACHABLE = 2
+_UNREACHABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+_DESCRIPTION = """\
+Tallyport cloud aggregator.
+
+Gateways stream inventory events to it over gRPC; it stores each event once, keeps the
+position of every tagged item and the on-hand of every GTIN at every location, and answers
+queries. `serve` runs it; the other commands ask a running server (see --server).
+"""
+
+_EPILOG = """\
+examples:
+  tallyport-cloud serve                                  # defaults: 127.0.0.1:50051, var/cloud.db
+  tallyport-cloud serve --config cloud.toml --listen 0.0.0.0:50051
+  tallyport-cloud on-hand --location urn:tallyport:loc:dc1:dock-4
+  tallyport-cloud position https://id.gs1.org/01/09501101530003/21/1001
+  tallyport-cloud events --gtin 09501101530003 --limit 20
+  tallyport-cloud events --gateway gw-dock4 --json | jq .event_id
+  tallyport-cloud quarantine
+  tallyport-cloud gateways --server cloud.example:50051
+
+exit codes: 0 ok; 1 the server answered with an error; 2 usage/config error or server unreachable.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one subcommand per job."""
+    parser = argparse.ArgumentParser(
+        prog="tallyport-cloud",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="how much to log on stderr (default: INFO; DEBUG adds a line per batch)",
+    )
+    client = argparse.ArgumentParser(add_help=False, parents=[common])
+    client.add_argument(
+        "--server",
+        default=DEFAULT_SERVER,
+        metavar="HOST:PORT",
+        help=f"the server to ask (default: {DEFAULT_SERVER})",
+    )
+    client.add_argument(
+        "--timeout",
+        type=float,
+        default=RPC_TIMEOUT_S_DEFAULT,
+        metavar="SECONDS",
+        help="give up after this long",
+    )
+    client.add_argument(
+        "--json", action="store_true", help="print one JSON object per line instead of a table"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_serve(commands, common)
+    position = commands.add_parser(
+        "position",
+        parents=[client],
+        help="where one object is",
+        description="Where one serialised object is, by canonical id, EPC URI or EPC hex.",
+    )
+    position.add_argument("id", help="canonical id (GS1 Digital Link URI), EPC URI or EPC hex")
+    on_hand = commands.add_parser(
+        "on-hand",
+        parents=[client],
+        help="on-hand quantity per GTIN and location",
+        description="On-hand quantity per GTIN per location: tagged items present plus net class quantities.",
+    )
+    on_hand.add_argument("--gtin", default="", help="only this GTIN-14")
+    on_hand.add_argument("--location", default="", help="only this biz_location")
+    _add_events(commands, client)
+    quarantine = commands.add_parser(
+        "quarantine",
+        parents=[client],
+        help="events the cloud rejected, with the reason",
+        description="Events the cloud rejected, newest first, with the reason.",
+    )
+    quarantine.add_argument(
+        "--limit", type=_positive_int, default=EVENTS_LIMIT_DEFAULT, help="at most N entries"
+    )
+    commands.add_parser(
+        "gateways",
+        parents=[client],
+        help="per-gateway delivery state and gaps",
+        description="Each gateway outbox: committed seq, last contact, events stored, lost seq ranges.",
+    )
+    return parser
+
+
+def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
+    serve_parser = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="run the aggregator",
+        description="Run the aggregator until SIGTERM or Ctrl-C. Flags override the config file; "
+        "without a config file the documented defaults apply.",
+    )
+    serve_parser.add_argument("--config", type=Path, metavar="FILE", help="cloud.toml to read (optional)")
+    serve_parser.add_argument(
+        "--listen", metavar="HOST:PORT", help="address to bind (default 127.0.0.1:50051)"
+    )
+    serve_parser.add_argument("--db", metavar="PATH", help="SQLite file (default var/cloud.db)")
+    serve_parser.add_argument(
+        "--durability", choices=["full", "normal"], help="full: survive power loss; normal: survive a crash"
+    )
+
+
+def _add_events(commands: Any, client: argparse.ArgumentParser) -> None:
+    events = commands.add_parser(
+        "events",
+        parents=[client],
+        help="stored events, newest first",
+        description="Stored events, newest first; filters combine with AND.",
+    )
+    events.add_argument("--gateway", default="", help="only from this gateway_id")
+    events.add_argument("--location", default="", help="only at this biz_location")
+    events.add_argument("--gtin", default="", help="only mentioning this GTIN-14")
+    events.add_argument("--object", default="", help="only mentioning this object id")
+    events.add_argument("--biz-step", default="", help="only this business step, e.g. receiving")
+    events.add_argument(
+        "--since", default="", help="event_time >= this ISO 8601 time, e.g. 2025-01-31T00:00:00Z"
+    )
+    events.add_argument("--until", default="", help="event_time < this ISO 8601 time")
+    events.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=EVENTS_LIMIT_DEFAULT,
+        help=f"at most N events (default {EVENTS_LIMIT_DEFAULT})",
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if not 0 < value <= EVENTS_LIMIT_MAX:
+        raise argparse.ArgumentTypeError(f"expected 1 to {EVENTS_LIMIT_MAX}, got {text}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        lines = asyncio.run(_query(args))
+    except ConfigError as exc:
+        print(f"tallyport-cloud: {exc}", file=sys.stderr)
+        return EXIT_USAGE_OR_UNREACHABLE
+    except ServerUnreachableError as exc:
+        print(f"tallyport-cloud: {exc}", file=sys.stderr)
+        return EXIT_USAGE_OR_UNREACHABLE
+    except _ErrorAnswer as exc:
+        print(f"tallyport-cloud: {exc}", file=sys.stderr)
+        return EXIT_ERROR_ANSWER
+    for line in lines:
+        print(line)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    overrides = {
+        key: value
+        for key, value in {
+            ("server", "listen"): args.listen,
+            ("store", "path"): args.db,
+            ("store", "durability"): args.durability,
+        }.items()
+        if value is not None
+    }
+    config = load_config(args.config, overrides)
+    try:
+        asyncio.run(serve(config))
+    except CloudError as exc:  # the store or the listen address, at start
+        print(f"tallyport-cloud: {exc}", file=sys.stderr)
+        return EXIT_ERROR_ANSWER
+    return 0
+
+
+class _ErrorAnswer(CloudError):
+    """The server answered with an error status other than unreachable."""
+
+
+async def _query(args: argparse.Namespace) -> list[str]:
+    async with aio.insecure_channel(args.server) as channel:
+        stub = inventory_pb2_grpc.InventoryServiceStub(channel)
+        command: Callable[[Any, argparse.Namespace], Awaitable[list[str]]] = _QUERIES[args.command]
+        try:
+            return await command(stub, args)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _UNREACHABLE_CODES:
+                raise ServerUnreachableError(
+                    f"cannot reach the cloud server at {args.server} ({exc.code().name}: {exc.details()}); "
+                    "is `tallyport-cloud serve` running there? (see --server)"
+                ) from exc
+            raise _ErrorAnswer(f"{exc.code().name}: {exc.details()}") from exc
+
+
+async def _position(stub: Any, args: argparse.Namespace) -> list[str]:
+    position = await stub.GetPosition(inventory_pb2.GetPositionRequest(id=args.id), timeout=args.timeout)
+    return cli_output.json_lines([position]) if args.json else cli_output.position_lines(position)
+
+
+async def _on_hand(stub: Any, args: argparse.Namespace) -> list[str]:
+    reply = await stub.ListOnHand(
+        inventory_pb2.ListOnHandRequest(gtin=args.gtin, biz_location=args.location), timeout=args.timeout
+    )
+    if args.json:
+        return cli_output.json_lines(reply.on_hand)
+    if not reply.on_hand:
+        print("no on-hand stock matches", file=sys.stderr)
+        return []
+    return cli_output.table(["GTIN", "BIZ_LOCATION", "QUANTITY"], cli_output.on_hand_rows(reply.on_hand))
+
+
+async def _events(stub: Any, args: argparse.Namespace) -> list[str]:
+    request = inventory_pb2.ListEventsRequest(
+        gateway_id=args.gateway,
+        biz_location=args.location,
+        gtin=args.gtin,
+        object_id=args.object,
+        biz_step=_biz_step(args.biz_step),
+    )
+    if args.since:
+        request.since.CopyFrom(_timestamp(args.since, "--since"))
+    if args.until:
+        request.until.CopyFrom(_timestamp(args.until, "--until"))
+    events: list[events_pb2.Event] = []
+    while len(events) < args.limit:
+        request.page_size = min(args.limit - len(events), 1000)
+        reply = await stub.ListEvents(request, timeout=args.timeout)
+        events.extend(reply.events)
+        if not reply.next_page_token:
+            break
+        request.page_token = reply.next_page_token
+    if args.json:
+        return cli_output.json_lines(events)
+    headers = ["EVENT_TIME", "GATEWAY", "SEQ", "BIZ_STEP", "ACTION", "BIZ_LOCATION", "SEEN", "EVENT_ID"]
+    return cli_output.table(headers, cli_output.event_rows(events)) if events else []
+
+
+async def _quarantine(stub: Any, args: argparse.Namespace) -> list[str]:
+    request = inventory_pb2.ListQuarantineRequest()
+    entries: list[inventory_pb2.QuarantinedEvent] = []
+    while len(entries) < args.limit:
+        request.page_size = min(args.limit - len(entries), 1000)
+        reply = await stub.ListQuarantine(request, timeout=args.timeout)
+        entries.extend(reply.entries)
+        if not reply.next_page_token:
+            break
+        request.page_token = reply.next_page_token
+    if args.json:
+        return cli_output.json_lines(entries)
+    headers = ["RECEIVED_AT", "GATEWAY", "SEQ", "EVENT_ID", "REASON"]
+    return cli_output.table(headers, cli_output.quarantine_rows(entries)) if entries else []
+
+
+async def _gateways(stub: Any, args: argparse.Namespace) -> list[str]:
+    reply = await stub.ListGateways(inventory_pb2.ListGatewaysRequest(), timeout=args.timeout)
+    if args.json:
+        return cli_output.json_lines(reply.gateways)
+    headers = ["GATEWAY", "OUTBOX", "COMMITTED_SEQ", "LAST_CONTACT", "EVENTS", "GAPS"]
+    return cli_output.table(headers, cli_output.gateway_rows(reply.gateways)) if reply.gateways else []
+
+
+_QUERIES: dict[str, Callable[[Any, argparse.Namespace], Awaitable[list[str]]]] = {
+    "position": _position,
+    "on-hand": _on_hand,
+    "events": _events,
+    "quarantine": _quarantine,
+    "gateways": _gateways,
+}
+
+
+def _biz_step(word: str) -> events_pb2.BizStep.ValueType:
+    if not word:
+        return events_pb2.BIZ_STEP_UNSPECIFIED
+    try:
+        return events_pb2.BizStep.Value("BIZ_STEP_" + word.upper())
+    except ValueError:
+        raise ConfigError(f"--biz-step: unknown business step {word!r}, e.g. receiving, shipping") from None
+
+
+def _timestamp(text: str, flag: str) -> Timestamp:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"{flag}: expected an ISO 8601 time like 2025-01-31T12:00:00Z, got {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+if __name__ == "__main__":
+    sys.exit(main())

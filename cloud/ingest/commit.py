@@ -1,0 +1,235 @@
+"""What a Hello and an EventBatch do to the store, each in one atomic transaction.
+
+This is the exactly-once half of the uplink: the edge sends at least once, and here
+- an event whose event_id is already stored is a duplicate and changes nothing;
+- an invalid event is quarantined (once per (gateway, outbox, seq)) and counts as handled;
+- the batch's events, its quarantine rows, its projection changes, any gap and the new
+  committed_through_seq commit together, so an Ack always describes committed state;
+- seqs the edge no longer has are recorded as a gap before the high-water mark moves past them.
+The gRPC side (`cloud.ingest.service`) checks the stream-level rules and talks to the edge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from tallyport.v1 import events_pb2, ingest_pb2
+
+from cloud.errors import ProtocolError
+from cloud.ingest.validation import validate_event
+from cloud.projections import moved_objects, project
+from cloud.store import (
+    EventObjectKey,
+    GapRecord,
+    IngestTransaction,
+    QuarantineRecord,
+    Store,
+    StoredEvent,
+    StreamState,
+)
+from cloud.timestamps import to_micros
+
+__all__ = [
+    "GAP_REASON_AT_HELLO",
+    "GAP_REASON_BETWEEN_BATCHES",
+    "SEQ_MAX",
+    "BatchOutcome",
+    "CheckedEvent",
+    "HelloOutcome",
+    "check_batch_shape",
+    "check_events",
+    "commit_batch",
+    "open_stream",
+]
+
+# Seqs are uint64 on the wire but SQLite integers are signed 64-bit: larger seqs are refused.
+SEQ_MAX = 2**63 - 1
+GAP_REASON_AT_HELLO = "not in the edge outbox at hello"
+GAP_REASON_BETWEEN_BATCHES = "missing between batches"
+
+
+@dataclass(frozen=True, slots=True)
+class HelloOutcome:
+    """The delivery state after a Hello, and what the Hello revealed."""
+
+    state: StreamState
+    gap: GapRecord | None
+    new_outbox: bool
+    other_outbox_ids: tuple[str, ...]  # the gateway's other outboxes, when this one is new
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedEvent:
+    """One event of a batch after validation, ready to store or quarantine."""
+
+    event: events_pb2.Event
+    payload: bytes
+    reject: ingest_pb2.Reject | None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What one committed batch did; `ack` is what the edge is told."""
+
+    ack: ingest_pb2.Ack
+    previous_seq: int  # committed_through_seq before the batch
+    gap: GapRecord | None
+    quarantined: int  # new quarantine rows (a replayed reject is not quarantined twice)
+
+
+async def open_stream(store: Store, hello: ingest_pb2.Hello, now_us: int) -> HelloOutcome:
+    """Create or touch the (gateway, outbox) state; record a gap if the edge lost seqs we never got."""
+    async with store.ingest_transaction() as tx:
+        state = await tx.stream_state(hello.gateway_id, hello.outbox_id)
+        new_outbox = state is None
+        other_outbox_ids: tuple[str, ...] = ()
+        if state is None:  # a new outbox starts its seq space at 0
+            other_outbox_ids = tuple(await tx.outbox_ids(hello.gateway_id))
+            state = StreamState(hello.gateway_id, hello.outbox_id, 0, hello.agent_version, now_us, now_us)
+        gap = None
+        if hello.oldest_seq > state.committed_through_seq + 1:
+            gap = await _record_gap(tx, state, hello.oldest_seq, GAP_REASON_AT_HELLO, now_us)
+            state = replace(state, committed_through_seq=hello.oldest_seq - 1)
+        state = replace(state, agent_version=hello.agent_version, last_contact_us=now_us)
+        await tx.save_stream_state(state)
+    return HelloOutcome(state, gap, new_outbox, other_outbox_ids)
+
+
+def check_batch_shape(batch: ingest_pb2.EventBatch, max_batch_events: int) -> None:
+    """Raise ProtocolError unless the batch is non-empty, within the limit, and seq-contiguous."""
+    count = len(batch.events)
+    if count == 0:
+        raise ProtocolError(f"batch {batch.batch_id} is empty")
+    if count > max_batch_events:
+        raise ProtocolError(f"batch {batch.batch_id} has {count} events; the limit is {max_batch_events}")
+    first = batch.events[0].seq
+    for index, event in enumerate(batch.events):
+        if event.seq != first + index:
+            raise ProtocolError(
+                f"batch {batch.batch_id}: events[{index}].seq is {event.seq}, expected {first + index} "
+                "(seqs must be ascending and contiguous)"
+            )
+    if first + count - 1 > SEQ_MAX:
+        raise ProtocolError(f"batch {batch.batch_id}: seq {first + count - 1} is above the maximum {SEQ_MAX}")
+
+
+def check_events(batch: ingest_pb2.EventBatch, gateway_id: str) -> list[CheckedEvent]:
+    """Validate every event of a well-shaped batch against the contract."""
+    checked = []
+    for event in batch.events:
+        reason = validate_event(event, gateway_id)
+        reject = None
+        if reason is not None:
+            code = (
+                ingest_pb2.REJECT_CODE_WRONG_GATEWAY
+                if event.gateway_id != gateway_id
+                else ingest_pb2.REJECT_CODE_INVALID
+            )
+            reject = ingest_pb2.Reject(seq=event.seq, event_id=event.event_id, code=code, reason=reason)
+        checked.append(CheckedEvent(event, event.SerializeToString(), reject))
+    return checked
+
+
+async def commit_batch(
+    store: Store, gateway_id: str, outbox_id: str, batch_id: int, checked: Sequence[CheckedEvent], now_us: int
+) -> BatchOutcome:
+    """Store, quarantine and project one batch and move the high-water mark, all in one transaction."""
+    assert checked, "check_batch_shape refuses empty batches"
+    first_seq, last_seq = checked[0].event.seq, checked[-1].event.seq
+    valid = [item for item in checked if item.reject is None]
+    rejected = [item for item in checked if item.reject is not None]
+    async with store.ingest_transaction() as tx:
+        state = await tx.stream_state(gateway_id, outbox_id)
+        if state is None:  # the Hello created it; only a hand-edited database lacks it
+            state = StreamState(gateway_id, outbox_id, 0, "", now_us, now_us)
+        gap = None
+        if first_seq > state.committed_through_seq + 1:
+            gap = await _record_gap(tx, state, first_seq, GAP_REASON_BETWEEN_BATCHES, now_us)
+        inserted = await tx.insert_events([_stored(item, outbox_id, now_us) for item in valid])
+        fresh = _first_copies(valid, inserted)
+        quarantined = await tx.quarantine(
+            [_quarantined(item, gateway_id, outbox_id, now_us) for item in rejected]
+        )
+        if fresh:
+            await _apply_projections(tx, fresh)
+        new_seq = max(state.committed_through_seq, last_seq)
+        await tx.save_stream_state(
+            replace(
+                state,
+                committed_through_seq=new_seq,
+                last_contact_us=now_us,
+                events_stored=state.events_stored + len(fresh),
+                duplicates=state.duplicates + len(valid) - len(fresh),
+                rejects=state.rejects + quarantined,
+                batches=state.batches + 1,
+            )
+        )
+    ack = ingest_pb2.Ack(
+        batch_id=batch_id,
+        committed_through_seq=new_seq,
+        accepted=len(fresh),
+        duplicates=len(valid) - len(fresh),
+        rejects=[item.reject for item in rejected if item.reject is not None],
+    )
+    return BatchOutcome(ack, state.committed_through_seq, gap, quarantined)
+
+
+async def _record_gap(
+    tx: IngestTransaction, state: StreamState, next_seq: int, reason: str, now_us: int
+) -> GapRecord:
+    gap = GapRecord(
+        state.gateway_id, state.outbox_id, state.committed_through_seq + 1, next_seq - 1, reason, now_us
+    )
+    await tx.record_gap(gap)
+    return gap
+
+
+def _first_copies(valid: Sequence[CheckedEvent], inserted: set[str]) -> list[events_pb2.Event]:
+    """The events this batch newly stored, in seq order; a repeated event_id counts once."""
+    fresh, seen = [], set()
+    for item in valid:
+        event_id = item.event.event_id
+        if event_id in inserted and event_id not in seen:
+            seen.add(event_id)
+            fresh.append(item.event)
+    return fresh
+
+
+async def _apply_projections(tx: IngestTransaction, events: Sequence[events_pb2.Event]) -> None:
+    object_ids = {identified.id for event in events for identified in moved_objects(event)}
+    changes = project(events, await tx.load_positions(object_ids) if object_ids else {})
+    await tx.save_positions(list(changes.positions.values()))
+    await tx.apply_on_hand(changes.on_hand)
+    await tx.apply_measures(changes.measures)
+
+
+def _stored(item: CheckedEvent, outbox_id: str, now_us: int) -> StoredEvent:
+    event = item.event
+    mentions = {EventObjectKey(identified.id, identified.gtin) for identified in moved_objects(event)}
+    mentions.update(EventObjectKey("", element.gtin) for element in event.quantities)
+    return StoredEvent(
+        event_id=event.event_id,
+        gateway_id=event.gateway_id,
+        outbox_id=outbox_id,
+        seq=event.seq,
+        event_time_us=to_micros(event.event_time),
+        biz_location=event.biz_location,
+        biz_step=event.biz_step,
+        received_at_us=now_us,
+        payload=item.payload,
+        mentions=tuple(sorted(mentions, key=lambda key: (key.object_id, key.gtin))),
+    )
+
+
+def _quarantined(item: CheckedEvent, gateway_id: str, outbox_id: str, now_us: int) -> QuarantineRecord:
+    assert item.reject is not None
+    return QuarantineRecord(
+        gateway_id=gateway_id,  # the stream's gateway, whatever the event claims
+        outbox_id=outbox_id,
+        seq=item.event.seq,
+        event_id=item.event.event_id,
+        reason=item.reject.reason,
+        received_at_us=now_us,
+        payload=item.payload,
+    )

@@ -1,0 +1,268 @@
+"""`IngestService.Stream`: the cloud's side of the uplink, one bidirectional stream per gateway.
+
+    edge  ── Hello{gateway_id, outbox_id, oldest_seq} ──▶  cloud   (first message, within 30 s)
+    edge  ◀── Welcome{resume_after_seq, limits} ──────────  cloud
+    edge  ── EventBatch{batch_id, events} ──────────────▶  cloud   (seq-contiguous, ascending)
+    edge  ◀── Ack{batch_id, committed_through_seq, ...} ─  cloud   (after the commit, in order)
+
+Batches are handled one at a time, straight from the request iterator (gRPC flow control and
+the edge's window of `max_unacked_batches` bound what is in flight). An Ack is sent only
+after its transaction committed. Status codes the edge sees:
+- INVALID_ARGUMENT: the stream broke the protocol (no Hello first, bad ids, empty,
+  oversized or non-contiguous batch); reconnecting with the same data will fail again.
+- ABORTED "superseded by a newer stream": the gateway opened another stream.
+- UNAVAILABLE: the store failed (disk full...) or the cloud is shutting down; retry later,
+  nothing unacked was committed as far as the edge needs to know.
+- DEADLINE_EXCEEDED: no Hello within `HELLO_TIMEOUT_S`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
+
+import grpc
+from grpc import aio
+from tallyport.v1 import ingest_pb2, ingest_pb2_grpc
+
+from cloud.config import IngestSection
+from cloud.errors import ProtocolError, StoreError
+from cloud.ingest.commit import (
+    SEQ_MAX,
+    BatchOutcome,
+    HelloOutcome,
+    check_batch_shape,
+    check_events,
+    commit_batch,
+    open_stream,
+)
+from cloud.ingest.registry import StreamRegistry, StreamTicket
+from cloud.store import Store
+from cloud.timestamps import Clock, system_clock_us
+
+__all__ = ["HELLO_TIMEOUT_S", "IngestService"]
+
+log = logging.getLogger(__name__)
+
+HELLO_TIMEOUT_S = 30.0
+# How long a new stream waits for the stream it superseded to finish its current batch.
+SUPERSEDE_WAIT_S = 5.0
+GATEWAY_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+OUTBOX_ID_LENGTH_MAX = 64
+AGENT_VERSION_LENGTH_MAX = 128
+
+Messages = AsyncIterator[ingest_pb2.GatewayMessage]
+Context = aio.ServicerContext[ingest_pb2.GatewayMessage, ingest_pb2.CloudMessage]
+
+
+class _StopRequested(Exception):
+    """The registry asked this stream to end (superseded, or shutdown)."""
+
+
+class IngestService(ingest_pb2_grpc.IngestServiceServicer):
+    """The uplink servicer; `stop_streams()` ends every stream for a graceful shutdown."""
+
+    def __init__(self, store: Store, limits: IngestSection, clock: Clock = system_clock_us) -> None:
+        self._store = store
+        self._limits = limits
+        self._clock = clock
+        self._registry = StreamRegistry()
+
+    @property
+    def active_streams(self) -> int:
+        """How many gateways are connected now."""
+        return len(self._registry)
+
+    async def stop_streams(self, wait_s: float) -> None:
+        """Ask every stream to end with UNAVAILABLE and wait up to `wait_s` for them to finish."""
+        tickets = self._registry.stop_all()
+        if tickets:
+            await asyncio.wait([asyncio.ensure_future(t.finished.wait()) for t in tickets], timeout=wait_s)
+
+    async def Stream(
+        self, request_iterator: Messages, context: Context
+    ) -> AsyncIterator[ingest_pb2.CloudMessage]:
+        """Serve one gateway's uplink stream until it closes, breaks the protocol, or is stopped."""
+        messages = aiter(request_iterator)
+        hello = await _read_hello(messages, context)
+        ticket, previous = self._registry.claim(hello.gateway_id, context.peer())
+        fields = {"gateway_id": hello.gateway_id, "outbox_id": hello.outbox_id, "peer": context.peer()}
+        ended = "closed by the gateway"
+        try:
+            if previous is not None:
+                log.warning(
+                    "gateway opened a new stream; superseding the old one",
+                    extra={**fields, "old_peer": previous.peer},
+                )
+                await _wait_finished(previous)
+            opened = await open_stream(self._store, hello, self._clock())
+            _log_hello(hello, opened, fields)
+            yield ingest_pb2.CloudMessage(
+                welcome=ingest_pb2.Welcome(
+                    resume_after_seq=opened.state.committed_through_seq,
+                    max_batch_events=self._limits.max_batch_events,
+                    max_unacked_batches=self._limits.max_unacked_batches,
+                )
+            )
+            async with aclosing(_batches(messages, ticket)) as batches:
+                async for batch in batches:
+                    outcome = await self._handle_batch(hello, batch)
+                    yield ingest_pb2.CloudMessage(ack=outcome.ack)
+        except _StopRequested:
+            assert ticket.stop_code is not None
+            ended = ticket.stop_message
+            await context.abort(ticket.stop_code, ticket.stop_message)
+        except ProtocolError as exc:
+            ended = f"protocol error: {exc}"
+            log.warning("gateway broke the uplink protocol", extra={**fields, "error": str(exc)})
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except StoreError as exc:
+            ended = f"store error: {exc}"
+            log.error(
+                "store failed during ingest; the gateway will retry", extra={**fields, "error": str(exc)}
+            )
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"the cloud could not store the batch: {exc}")
+        except asyncio.CancelledError:
+            ended = "cancelled (connection lost or deadline)"
+            raise
+        finally:
+            self._registry.release(ticket)
+            log.info("gateway disconnected", extra={**fields, "reason": ended})
+
+    async def _handle_batch(self, hello: ingest_pb2.Hello, batch: ingest_pb2.EventBatch) -> BatchOutcome:
+        started = time.monotonic()
+        check_batch_shape(batch, self._limits.max_batch_events)
+        checked = check_events(batch, hello.gateway_id)
+        outcome = await commit_batch(
+            self._store, hello.gateway_id, hello.outbox_id, batch.batch_id, checked, self._clock()
+        )
+        fields = {
+            "gateway_id": hello.gateway_id,
+            "outbox_id": hello.outbox_id,
+            "batch_id": batch.batch_id,
+            "first_seq": batch.events[0].seq,
+            "last_seq": batch.events[-1].seq,
+        }
+        if outcome.gap is not None:
+            log.warning(
+                "seqs missing between batches; recorded as a gap",
+                extra={
+                    **fields,
+                    "gap_first_seq": outcome.gap.first_seq,
+                    "gap_last_seq": outcome.gap.last_seq,
+                },
+            )
+        if outcome.ack.rejects:
+            log.warning(
+                "events quarantined",
+                extra={
+                    **fields,
+                    "rejects": len(outcome.ack.rejects),
+                    "first_reason": outcome.ack.rejects[0].reason,
+                },
+            )
+        log.debug(
+            "batch committed",
+            extra={
+                **fields,
+                "accepted": outcome.ack.accepted,
+                "duplicates": outcome.ack.duplicates,
+                "committed_through_seq": outcome.ack.committed_through_seq,
+                "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
+            },
+        )
+        return outcome
+
+
+async def _read_hello(messages: Messages, context: Context) -> ingest_pb2.Hello:
+    """The first message, which must be a well-formed Hello; abort the stream otherwise."""
+    try:
+        async with asyncio.timeout(HELLO_TIMEOUT_S):
+            first = await anext(messages, None)
+    except TimeoutError:
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"no Hello within {HELLO_TIMEOUT_S:g} s")
+    if first is None:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the stream ended before a Hello")
+    body = first.WhichOneof("body")
+    if body != "hello":
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT, f"the first message must be a Hello, got {body or 'nothing'}"
+        )
+    problem = _hello_problem(first.hello)
+    if problem is not None:
+        log.warning("refused a Hello", extra={"peer": context.peer(), "error": problem})
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+    return first.hello
+
+
+def _hello_problem(hello: ingest_pb2.Hello) -> str | None:
+    if GATEWAY_ID_PATTERN.fullmatch(hello.gateway_id) is None:
+        return f"Hello.gateway_id {hello.gateway_id[:80]!r} must match ^[A-Za-z0-9._:-]{{1,64}}$"
+    if not 0 < len(hello.outbox_id) <= OUTBOX_ID_LENGTH_MAX:
+        return f"Hello.outbox_id must be 1 to {OUTBOX_ID_LENGTH_MAX} characters, got {len(hello.outbox_id)}"
+    if hello.oldest_seq > SEQ_MAX:
+        return f"Hello.oldest_seq {hello.oldest_seq} is above the maximum {SEQ_MAX}"
+    if len(hello.agent_version) > AGENT_VERSION_LENGTH_MAX:
+        return f"Hello.agent_version is longer than {AGENT_VERSION_LENGTH_MAX} characters"
+    return None
+
+
+async def _batches(messages: Messages, ticket: StreamTicket) -> AsyncGenerator[ingest_pb2.EventBatch, None]:
+    """The batches after the Hello, until the gateway half-closes; raise _StopRequested when asked."""
+    stop = asyncio.ensure_future(ticket.stop_requested.wait())
+    read: asyncio.Future[ingest_pb2.GatewayMessage | None] | None = None
+    try:
+        while True:
+            # No idle timeout: a quiet gateway may hold its stream for hours; keepalive pings
+            # (set on the server) find dead connections.
+            read = asyncio.ensure_future(anext(messages, None))
+            await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if stop.done():
+                raise _StopRequested
+            message = read.result()
+            if message is None:
+                return
+            if message.WhichOneof("body") != "batch":
+                raise ProtocolError(f"expected an EventBatch, got {message.WhichOneof('body') or 'nothing'}")
+            yield message.batch
+    finally:
+        stop.cancel()
+        if read is not None and not read.done():
+            read.cancel()
+
+
+async def _wait_finished(previous: StreamTicket) -> None:
+    """Let the superseded stream finish its batch, so the Welcome reflects its last commit."""
+    try:
+        async with asyncio.timeout(SUPERSEDE_WAIT_S):
+            await previous.finished.wait()
+    except TimeoutError:
+        log.warning("superseded stream still running; continuing", extra={"gateway_id": previous.gateway_id})
+
+
+def _log_hello(hello: ingest_pb2.Hello, opened: HelloOutcome, fields: dict[str, str]) -> None:
+    if opened.new_outbox and opened.other_outbox_ids:
+        log.info(
+            "gateway started a new outbox; its seqs start again at 0",
+            extra={**fields, "previous_outboxes": ",".join(opened.other_outbox_ids)},
+        )
+    elif opened.new_outbox:
+        log.info("first contact with gateway", extra=fields)
+    if opened.gap is not None:
+        log.warning(
+            "seqs not in the edge outbox at hello; recorded as a gap",
+            extra={**fields, "gap_first_seq": opened.gap.first_seq, "gap_last_seq": opened.gap.last_seq},
+        )
+    log.info(
+        "gateway connected",
+        extra={
+            **fields,
+            "agent_version": hello.agent_version,
+            "oldest_seq": hello.oldest_seq,
+            "resume_after_seq": opened.state.committed_through_seq,
+        },
+    )

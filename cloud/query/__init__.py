@@ -1,0 +1,1 @@
+"""The query API for central systems: positions, on-hand, events, quarantine and gateway state."""

@@ -1,0 +1,213 @@
+"""The all-in-one local demo: a simulated dock door end to end on the embedded defaults.
+
+Starts the cloud aggregator, the gateway agent and a simulated scanner as three processes (the same
+commands you would run by hand), then follows every scan the simulator sends until the cloud can
+answer for it, and prints how long that took. Ends with the on-hand table, the edge quarantine and a
+check that every valid scan is in the cloud exactly once.
+
+    python deploy/demo/run.py [--scans N] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import grpc.aio
+from tallyport.v1 import inventory_pb2, inventory_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "deploy" / "demo"
+VAR = ROOT / "var" / "demo"
+CLOUD_ADDRESS = "127.0.0.1:50151"
+BIN = Path(sys.executable).parent
+
+
+def _start(name: str, args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    log = log_path.open("wb")
+    print(f"  starting {name}: {' '.join(args)}")
+    return subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _read_truth(path: Path) -> list[dict[str, object]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+async def _visible(
+    stub: inventory_pb2_grpc.InventoryServiceStub, scan: dict[str, object], needed: int
+) -> bool:
+    """Whether the cloud answers for this scan: its object's position, or the n-th event of its GTIN."""
+    if scan["object_id"]:
+        try:
+            await stub.GetPosition(inventory_pb2.GetPositionRequest(id=str(scan["object_id"])), timeout=2)
+            return True
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise
+    page = await stub.ListEvents(
+        inventory_pb2.ListEventsRequest(page_size=1000, gtin=str(scan["gtin"])), timeout=2
+    )
+    return len(page.events) >= needed
+
+
+async def _follow(truth_path: Path, scans: int, simulator: subprocess.Popen[bytes]) -> list[float]:
+    """Print each scan as it becomes queryable in the cloud; return the latencies in ms."""
+    latencies: list[float] = []
+    followed = 0
+    async with grpc.aio.insecure_channel(CLOUD_ADDRESS) as channel:
+        stub = inventory_pb2_grpc.InventoryServiceStub(channel)
+        pending: list[dict[str, object]] = []
+        gtin_scans: dict[str, int] = {}
+        needed: dict[int, int] = {}
+        while followed < scans or pending:
+            truth = _read_truth(truth_path)
+            for scan in truth[followed:]:
+                if scan["valid"] and not scan["object_id"]:
+                    gtin_scans[str(scan["gtin"])] = gtin_scans.get(str(scan["gtin"]), 0) + 1
+                    needed[int(scan["n"])] = gtin_scans[str(scan["gtin"])]  # type: ignore[call-overload]
+            pending += truth[followed:]
+            followed = len(truth)
+            for scan in list(pending):
+                sent_ms = float(scan["sent_unix_ms"])  # type: ignore[arg-type]
+                waited_ms = time.time() * 1000 - sent_ms
+                if not scan["valid"]:
+                    print(
+                        f"  scan {scan['n']:>3}  {scan['symbology']}{scan['data']!s:<44} rejected at the edge "
+                        f"(NAK to the scanner, kept in the quarantine)"
+                    )
+                    pending.remove(scan)
+                elif await _visible(stub, scan, needed.get(int(scan["n"]), 1)):  # type: ignore[call-overload]
+                    latencies.append(waited_ms)
+                    what = scan["object_id"] or f"GTIN {scan['gtin']} x1"
+                    print(f"  scan {scan['n']:>3}  {what!s:<70} in the cloud after {waited_ms:6.0f} ms")
+                    pending.remove(scan)
+                elif waited_ms > 10_000:
+                    print(f"  scan {scan['n']:>3}  NOT in the cloud after 10 s: {scan}")
+                    pending.remove(scan)
+            if simulator.poll() is not None and followed == len(_read_truth(truth_path)) and not pending:
+                break
+            await asyncio.sleep(0.02)
+    return latencies
+
+
+def _cli(*args: str) -> str:
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False).stdout
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--scans", type=int, default=40, help="scans the simulated scanner sends (default 40)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep var/demo from the last run (default: start clean)"
+    )
+    options = parser.parse_args()
+    if not options.keep and VAR.exists():
+        shutil.rmtree(VAR)
+    (VAR / "dev").mkdir(parents=True, exist_ok=True)
+    truth = VAR / "truth.jsonl"
+    print("Tallyport demo: dock door 4 of DC1, one handheld scanner (ACK/NAK on), the cloud on SQLite\n")
+    processes = [
+        _start(
+            "cloud",
+            [str(BIN / "tallyport-cloud"), "serve", "--listen", CLOUD_ADDRESS, "--db", str(VAR / "cloud.db")],
+            VAR / "cloud.log",
+        ),
+    ]
+    try:
+        processes.append(
+            _start(
+                "scanner simulator",
+                [
+                    str(BIN / "tallyport-sim"),
+                    "scanner",
+                    "--scenario",
+                    str(DEMO / "scanner-scenario.toml"),
+                    "--truth",
+                    str(truth),
+                    "--scans",
+                    str(options.scans),
+                ],
+                VAR / "sim.log",
+            )
+        )
+        processes.append(
+            _start(
+                "gateway agent",
+                [str(BIN / "tallyport-edge"), "run", "--config", str(DEMO / "gateway.toml")],
+                VAR / "edge.log",
+            )
+        )
+        print("\nFollowing each scan from the scanner's wire to a query answered by the cloud:\n")
+        latencies = asyncio.run(_follow(truth, options.scans, processes[1]))
+        print()
+        if latencies:
+            ordered = sorted(latencies)
+            p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+            print(
+                f"scan → queryable in the cloud: p50 {statistics.median(ordered):.0f} ms, p99 {p99:.0f} ms, "
+                f"max {ordered[-1]:.0f} ms over {len(ordered)} scans\n"
+            )
+        server = ["--server", CLOUD_ADDRESS]
+        print("On hand in the cloud (tallyport-cloud on-hand):")
+        print(_cli(str(BIN / "tallyport-cloud"), "on-hand", *server))
+        print("Edge quarantine (tallyport-edge quarantine):")
+        print(_cli(str(BIN / "tallyport-edge"), "quarantine", "--config", str(DEMO / "gateway.toml")))
+        return _score(truth)
+    finally:
+        for process in reversed(processes):
+            _stop(process)
+        print(f"logs and databases are in {VAR.relative_to(ROOT)}/")
+
+
+def _score(truth_path: Path) -> int:
+    """Every valid scan in the cloud exactly once: compare the simulator's truth with the cloud's events."""
+    scans = _read_truth(truth_path)
+    expected_objects = sorted(str(s["object_id"]) for s in scans if s["valid"] and s["object_id"])
+    expected_quantity = sum(float(s["quantity"]) for s in scans if s["valid"] and not s["object_id"])  # type: ignore[arg-type]
+    lines = _cli(
+        str(BIN / "tallyport-cloud"), "events", "--server", CLOUD_ADDRESS, "--limit", "100000", "--json"
+    )
+    events = [json.loads(line) for line in lines.splitlines() if line.strip()]
+    stored_objects = sorted(obj["id"] for event in events for obj in event.get("objects", []))
+    stored_quantity = sum(q.get("quantity", 0) for event in events for q in event.get("quantities", []))
+    ok = stored_objects == expected_objects and stored_quantity == expected_quantity
+    print(
+        f"scanned: {len(scans)} ({len(expected_objects)} serialised, {expected_quantity:g} trade items, "
+        f"{sum(1 for s in scans if not s['valid'])} bad labels)"
+    )
+    print(
+        f"in the cloud: {len(stored_objects)} serialised objects, {stored_quantity:g} trade items "
+        f"-> {'every valid scan exactly once' if ok else 'MISMATCH'}"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
