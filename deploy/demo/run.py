@@ -34,9 +34,9 @@ BIN = Path(sys.executable).parent
 
 
 def _start(name: str, args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    log = log_path.open("wb")
     print(f"  starting {name}: {' '.join(args)}")
-    return subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    with log_path.open("wb") as log:  # the child keeps its own copy of the fd
+        return subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

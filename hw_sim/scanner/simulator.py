@@ -53,8 +53,9 @@ class ScannerSimulator:
                 if replug_every and scan.number > 1 and (scan.number - 1) % replug_every == 0:
                     self._port.replug()
                     log.info("scanner re-enumerated", extra={"pty": self._port.slave_name})
+                sent_unix_ms = time.time_ns() // 1_000_000
                 outcome = await self._transmit(scan)
-                self._record(scan, outcome)
+                self._record(scan, outcome, sent_unix_ms)
                 await asyncio.sleep(self._settings.scan_interval_ms / 1000)
         finally:
             self._port.close()
@@ -82,7 +83,7 @@ class ScannerSimulator:
                 return "timeout"
             self.retransmits_total += 1
 
-    def _record(self, scan: Scan, outcome: str) -> None:
+    def _record(self, scan: Scan, outcome: str, sent_unix_ms: int) -> None:
         if self._truth is None:
             return
         line = {
@@ -94,7 +95,7 @@ class ScannerSimulator:
             "gtin": scan.gtin,
             "quantity": scan.quantity,
             "outcome": outcome,
-            "sent_unix_ms": time.time_ns() // 1_000_000,
+            "sent_unix_ms": sent_unix_ms,  # first transmission
         }
         self._truth.write(json.dumps(line) + "\n")
         self._truth.flush()

@@ -100,9 +100,9 @@ seed = {self.seed}
         )
 
     def _start(self, name: str, args: list[str]) -> None:
-        log = (self.root / f"{name}.log").open("ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        self.processes[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        with (self.root / f"{name}.log").open("ab") as log:  # the child keeps its own copy of the fd
+            self.processes[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def start_cloud(self) -> None:
         self._start(
