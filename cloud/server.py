@@ -112,6 +112,9 @@ class CloudServer:
         server = aio.server(
             options=[
                 ("grpc.max_receive_message_length", self.config.ingest.max_message_bytes),
+                # gRPC sets SO_REUSEPORT by default, which lets a second aggregator bind the
+                # same port and silently take half the gateways: refuse instead.
+                ("grpc.so_reuseport", 0),
                 ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
                 ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
                 ("grpc.keepalive_permit_without_calls", 1),

@@ -116,7 +116,7 @@ class Uplink:
             agent_version=settings.agent_version,
         )
         timeout_s = settings.connect_timeout_ms / 1000
-        await asyncio.wait_for(call.write(encode_hello_message(hello)), timeout_s)
+        await _write(call, encode_hello_message(hello), timeout_s)
         message = await asyncio.wait_for(call.read(), timeout_s)
         if not isinstance(message, ingest_pb2.CloudMessage):  # grpc.aio.EOF
             raise UplinkError("cloud closed the stream before answering hello")
@@ -183,7 +183,7 @@ class Uplink:
             in_flight.append(_InFlight(batch_id, last_sent_seq, len(rows)))
             if len(in_flight) >= window:
                 window_open.clear()
-            await asyncio.wait_for(call.write(message), self._settings.ack_timeout_ms / 1000)
+            await _write(call, message, self._settings.ack_timeout_ms / 1000)
             self.batches_sent_total += 1
 
     async def _receive_loop(
@@ -228,6 +228,19 @@ class Uplink:
         await self._outbox.delete_through(ack.committed_through_seq)
         self.events_acked_total += batch.events
         self.acked_through_seq = ack.committed_through_seq
+
+
+async def _write(
+    call: grpc.aio.StreamStreamCall[bytes, ingest_pb2.CloudMessage], message: bytes, timeout_s: float
+) -> None:
+    """Write one message; a stream that already ended reports its gRPC status as an UplinkError."""
+    try:
+        await asyncio.wait_for(call.write(message), timeout_s)
+    except (asyncio.InvalidStateError, grpc.aio.UsageError) as exc:
+        # grpc.aio refuses writes on a finished call without saying why; the status does.
+        code = await call.code()
+        details = await call.details()
+        raise UplinkError(f"stream ended: {code.name if code else 'unknown'}: {details}") from exc
 
 
 def _identity(message: bytes) -> bytes:
