@@ -69,7 +69,7 @@ async def _ours(root: Path, count: int) -> float:
             )
             started = time.perf_counter()
             task = asyncio.create_task(uplink.run())
-            while uplink.acked_through_seq < count:  # noqa: ASYNC110 - polling keeps the uplink untouched
+            while uplink.acked_through_seq < count:
                 await asyncio.sleep(0.005)
             elapsed = time.perf_counter() - started
             task.cancel()

@@ -86,80 +86,121 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=RPC_TIMEOUT_S_DEFAULT,
         metavar="SECONDS",
-        help="give up after this long",
+        help=f"give up after this long (default: {RPC_TIMEOUT_S_DEFAULT:g})",
     )
-    client.add_argument(
-        "--json", action="store_true", help="print one JSON object per line instead of a table"
-    )
+    client.add_argument("--json", action="store_true", help="print one JSON object per line instead of a table")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve(commands, common)
-    position = commands.add_parser(
-        "position",
-        parents=[client],
-        help="where one object is",
-        description="Where one serialised object is, by canonical id, EPC URI or EPC hex.",
-    )
-    position.add_argument("id", help="canonical id (GS1 Digital Link URI), EPC URI or EPC hex")
-    on_hand = commands.add_parser(
-        "on-hand",
-        parents=[client],
-        help="on-hand quantity per GTIN and location",
-        description="On-hand quantity per GTIN per location: tagged items present plus net class quantities.",
-    )
-    on_hand.add_argument("--gtin", default="", help="only this GTIN-14")
-    on_hand.add_argument("--location", default="", help="only this biz_location")
+    _add_position(commands, client)
+    _add_on_hand(commands, client)
     _add_events(commands, client)
-    quarantine = commands.add_parser(
-        "quarantine",
-        parents=[client],
-        help="events the cloud rejected, with the reason",
-        description="Events the cloud rejected, newest first, with the reason.",
-    )
-    quarantine.add_argument(
-        "--limit", type=_positive_int, default=EVENTS_LIMIT_DEFAULT, help="at most N entries"
-    )
-    commands.add_parser(
+    _add_quarantine(commands, client)
+    _subcommand(
+        commands,
         "gateways",
-        parents=[client],
-        help="per-gateway delivery state and gaps",
-        description="Each gateway outbox: committed seq, last contact, events stored, lost seq ranges.",
+        client,
+        "per-gateway delivery state and gaps",
+        "Each gateway outbox: the highest seq committed, last contact, events stored, and the seq\n"
+        "ranges recorded as lost (gaps).",
+        ["tallyport-cloud gateways", "tallyport-cloud gateways --json"],
+    )
+    return parser
+
+
+def _subcommand(
+    commands: Any,
+    name: str,
+    parent: argparse.ArgumentParser,
+    summary: str,
+    description: str,
+    examples: Sequence[str],
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        parents=[parent],
+        help=summary,
+        description=description,
+        epilog="examples:\n" + "\n".join(f"  {example}" for example in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     return parser
 
 
 def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
-    serve_parser = commands.add_parser(
+    serve_parser = _subcommand(
+        commands,
         "serve",
-        parents=[common],
-        help="run the aggregator",
-        description="Run the aggregator until SIGTERM or Ctrl-C. Flags override the config file; "
-        "without a config file the documented defaults apply.",
+        common,
+        "run the aggregator",
+        "Run the aggregator until SIGTERM or Ctrl-C. Flags override the config file; without a\n"
+        "config file the documented defaults apply (see cloud/sample.toml).",
+        [
+            "tallyport-cloud serve",
+            "tallyport-cloud serve --config cloud.toml",
+            "tallyport-cloud serve --listen 0.0.0.0:50051 --db /var/lib/tallyport/cloud.db",
+        ],
     )
     serve_parser.add_argument("--config", type=Path, metavar="FILE", help="cloud.toml to read (optional)")
-    serve_parser.add_argument(
-        "--listen", metavar="HOST:PORT", help="address to bind (default 127.0.0.1:50051)"
-    )
+    serve_parser.add_argument("--listen", metavar="HOST:PORT", help="address to bind (default 127.0.0.1:50051)")
     serve_parser.add_argument("--db", metavar="PATH", help="SQLite file (default var/cloud.db)")
     serve_parser.add_argument(
         "--durability", choices=["full", "normal"], help="full: survive power loss; normal: survive a crash"
     )
 
 
+def _add_position(commands: Any, client: argparse.ArgumentParser) -> None:
+    position = _subcommand(
+        commands,
+        "position",
+        client,
+        "where one object is",
+        "Where one serialised object is, looked up by canonical id, then EPC URI, then EPC hex.",
+        [
+            "tallyport-cloud position https://id.gs1.org/01/09501101530003/21/1001",
+            "tallyport-cloud position urn:epc:id:sgtin:9501101.053000.1001",
+            "tallyport-cloud position 3074257BF7194E4000001A85 --json",
+        ],
+    )
+    position.add_argument("id", help="canonical id (GS1 Digital Link URI), EPC URI or EPC hex")
+
+
+def _add_on_hand(commands: Any, client: argparse.ArgumentParser) -> None:
+    on_hand = _subcommand(
+        commands,
+        "on-hand",
+        client,
+        "on-hand quantity per GTIN and location",
+        "On-hand quantity per GTIN per location: tagged items present and not in transit, plus\n"
+        "the net of class-level quantities (ADD minus DELETE). Rows at zero are not listed.",
+        [
+            "tallyport-cloud on-hand",
+            "tallyport-cloud on-hand --location urn:tallyport:loc:dc1:dock-4",
+            "tallyport-cloud on-hand --gtin 09501101530003 --json",
+        ],
+    )
+    on_hand.add_argument("--gtin", default="", help="only this GTIN-14")
+    on_hand.add_argument("--location", default="", help="only this biz_location")
+
+
 def _add_events(commands: Any, client: argparse.ArgumentParser) -> None:
-    events = commands.add_parser(
+    events = _subcommand(
+        commands,
         "events",
-        parents=[client],
-        help="stored events, newest first",
-        description="Stored events, newest first; filters combine with AND.",
+        client,
+        "stored events, newest first",
+        "Stored events, newest first; filters combine with AND.",
+        [
+            "tallyport-cloud events --limit 20",
+            "tallyport-cloud events --gateway gw-dock4 --biz-step receiving",
+            "tallyport-cloud events --gtin 09501101530003 --since 2025-01-31T00:00:00Z --json",
+        ],
     )
     events.add_argument("--gateway", default="", help="only from this gateway_id")
     events.add_argument("--location", default="", help="only at this biz_location")
     events.add_argument("--gtin", default="", help="only mentioning this GTIN-14")
     events.add_argument("--object", default="", help="only mentioning this object id")
     events.add_argument("--biz-step", default="", help="only this business step, e.g. receiving")
-    events.add_argument(
-        "--since", default="", help="event_time >= this ISO 8601 time, e.g. 2025-01-31T00:00:00Z"
-    )
+    events.add_argument("--since", default="", help="event_time >= this ISO 8601 time, e.g. 2025-01-31T00:00:00Z")
     events.add_argument("--until", default="", help="event_time < this ISO 8601 time")
     events.add_argument(
         "--limit",
@@ -169,8 +210,29 @@ def _add_events(commands: Any, client: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_quarantine(commands: Any, client: argparse.ArgumentParser) -> None:
+    quarantine = _subcommand(
+        commands,
+        "quarantine",
+        client,
+        "events the cloud rejected, with the reason",
+        "Events the cloud rejected, newest first, with the reason. The edge was told (Ack.rejects)\n"
+        "and moved on; they stay here until someone looks.",
+        ["tallyport-cloud quarantine", "tallyport-cloud quarantine --limit 500 --json"],
+    )
+    quarantine.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=EVENTS_LIMIT_DEFAULT,
+        help=f"at most N entries (default {EVENTS_LIMIT_DEFAULT})",
+    )
+
+
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if not 0 < value <= EVENTS_LIMIT_MAX:
         raise argparse.ArgumentTypeError(f"expected 1 to {EVENTS_LIMIT_MAX}, got {text}")
     return value
@@ -326,9 +388,7 @@ def _timestamp(text: str, flag: str) -> Timestamp:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError(
-            f"{flag}: expected an ISO 8601 time like 2025-01-31T12:00:00Z, got {text!r}"
-        ) from None
+        raise ConfigError(f"{flag}: expected an ISO 8601 time like 2025-01-31T12:00:00Z, got {text!r}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     stamp = Timestamp()

@@ -103,9 +103,7 @@ FLAG_NAMES: Mapping[tuple[str, str], str] = {
 }
 
 
-def load_config(
-    path: Path | None = None, overrides: Mapping[tuple[str, str], Any] | None = None
-) -> CloudConfig:
+def load_config(path: Path | None = None, overrides: Mapping[tuple[str, str], Any] | None = None) -> CloudConfig:
     """Read `path` (optional), apply flag `overrides` keyed by (section, key), validate.
 
     Raises ConfigError with one line per problem, each naming the file (or flag), the key

@@ -158,9 +158,7 @@ def _add_quantities(
             quantities[place] = quantities.get(place, 0.0) + sign * element.quantity
 
 
-def _on_hand_deltas(
-    counts: dict[tuple[str, str], int], quantities: dict[tuple[str, str], float]
-) -> list[OnHandDelta]:
+def _on_hand_deltas(counts: dict[tuple[str, str], int], quantities: dict[tuple[str, str], float]) -> list[OnHandDelta]:
     deltas = []
     for place in sorted(counts.keys() | quantities.keys()):
         count, quantity = counts.get(place, 0), quantities.get(place, 0.0)

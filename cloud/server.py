@@ -61,9 +61,7 @@ AsyncHealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-define
 class CloudServer:
     """One aggregator: start it, learn `port`/`target`, stop it. Also an async context manager."""
 
-    def __init__(
-        self, config: CloudConfig, *, store: Store | None = None, clock: Clock = system_clock_us
-    ) -> None:
+    def __init__(self, config: CloudConfig, *, store: Store | None = None, clock: Clock = system_clock_us) -> None:
         self.config = config
         self._given_store = store
         self._clock = clock
@@ -127,9 +125,7 @@ class CloudServer:
         inventory_pb2_grpc.add_InventoryServiceServicer_to_server(InventoryService(store), server)
         self._health = AsyncHealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         try:
             self.port = server.add_insecure_port(self.config.server.listen)
         except RuntimeError as exc:

@@ -148,9 +148,7 @@ async def commit_batch(
             gap = await _record_gap(tx, state, first_seq, GAP_REASON_BETWEEN_BATCHES, now_us)
         inserted = await tx.insert_events([_stored(item, outbox_id, now_us) for item in valid])
         fresh = _first_copies(valid, inserted)
-        quarantined = await tx.quarantine(
-            [_quarantined(item, gateway_id, outbox_id, now_us) for item in rejected]
-        )
+        quarantined = await tx.quarantine([_quarantined(item, gateway_id, outbox_id, now_us) for item in rejected])
         if fresh:
             await _apply_projections(tx, fresh)
         new_seq = max(state.committed_through_seq, last_seq)
@@ -175,12 +173,8 @@ async def commit_batch(
     return BatchOutcome(ack, state.committed_through_seq, gap, quarantined)
 
 
-async def _record_gap(
-    tx: IngestTransaction, state: StreamState, next_seq: int, reason: str, now_us: int
-) -> GapRecord:
-    gap = GapRecord(
-        state.gateway_id, state.outbox_id, state.committed_through_seq + 1, next_seq - 1, reason, now_us
-    )
+async def _record_gap(tx: IngestTransaction, state: StreamState, next_seq: int, reason: str, now_us: int) -> GapRecord:
+    gap = GapRecord(state.gateway_id, state.outbox_id, state.committed_through_seq + 1, next_seq - 1, reason, now_us)
     await tx.record_gap(gap)
     return gap
 

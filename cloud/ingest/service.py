@@ -80,12 +80,16 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):
     async def stop_streams(self, wait_s: float) -> None:
         """Ask every stream to end with UNAVAILABLE and wait up to `wait_s` for them to finish."""
         tickets = self._registry.stop_all()
-        if tickets:
-            await asyncio.wait([asyncio.ensure_future(t.finished.wait()) for t in tickets], timeout=wait_s)
+        if not tickets:
+            return
+        waits = [asyncio.ensure_future(ticket.finished.wait()) for ticket in tickets]
+        _, pending = await asyncio.wait(waits, timeout=wait_s)
+        for wait in pending:
+            wait.cancel()
+        if pending:
+            log.warning("uplink streams still running after the grace period", extra={"streams": len(pending)})
 
-    async def Stream(
-        self, request_iterator: Messages, context: Context
-    ) -> AsyncIterator[ingest_pb2.CloudMessage]:
+    async def Stream(self, request_iterator: Messages, context: Context) -> AsyncIterator[ingest_pb2.CloudMessage]:
         """Serve one gateway's uplink stream until it closes, breaks the protocol, or is stopped."""
         messages = aiter(request_iterator)
         hello = await _read_hello(messages, context)
@@ -122,12 +126,14 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except StoreError as exc:
             ended = f"store error: {exc}"
-            log.error(
-                "store failed during ingest; the gateway will retry", extra={**fields, "error": str(exc)}
-            )
+            log.error("store failed during ingest; the gateway will retry", extra={**fields, "error": str(exc)})
             await context.abort(grpc.StatusCode.UNAVAILABLE, f"the cloud could not store the batch: {exc}")
         except asyncio.CancelledError:
             ended = "cancelled (connection lost or deadline)"
+            raise
+        except Exception:
+            ended = "internal error"
+            log.exception("uplink stream failed", extra=fields)
             raise
         finally:
             self._registry.release(ticket)

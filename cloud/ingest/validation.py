@@ -48,10 +48,9 @@ _KNOWN_DISPOSITIONS = frozenset(events_pb2.Disposition.values())
 
 
 def gs1_check_digit(data_digits: str) -> int:
-    """The GS1 mod-10 check digit of `data_digits` (weights 3,1,3,1... from the rightmost)."""
-    total = sum(
-        int(digit) * (3 if index % 2 == 0 else 1) for index, digit in enumerate(reversed(data_digits))
-    )
+    """The GS1 mod-10 check digit of ASCII `data_digits` (weights 3,1,3,1... from the rightmost)."""
+    digits = [ord(char) - 48 for char in data_digits]
+    total = 3 * sum(digits[-1::-2]) + sum(digits[-2::-2])
     return (10 - total % 10) % 10
 
 
@@ -111,9 +110,7 @@ def _check_vocabulary(event: events_pb2.Event, gateway_id: str) -> str | None:
 
 
 def _check_content(event: events_pb2.Event, gateway_id: str) -> str | None:
-    if event.type == events_pb2.EVENT_TYPE_OBJECT and not (
-        event.objects or event.quantities or event.sensor_reports
-    ):
+    if event.type == events_pb2.EVENT_TYPE_OBJECT and not (event.objects or event.quantities or event.sensor_reports):
         return "an OBJECT event needs at least one object, quantity or sensor report"
     has_parent = event.HasField("parent")
     if (

@@ -1,5 +1,9 @@
 """`InventoryService`: read-only queries over what ingest committed.
 
+GetPosition of an object whose last event was an OBJECT event with action DELETE answers
+with an empty biz_location: the object is no longer anywhere (the contract's Position has no
+`present` field; the store keeps it).
+
 Status codes: INVALID_ARGUMENT for a bad request (page_size above 1000, malformed
 page_token, empty id, out-of-range timestamp), NOT_FOUND for an unknown object,
 RESOURCE_EXHAUSTED when ListOnHand would return more than `ON_HAND_ROWS_MAX` rows (narrow it
@@ -44,9 +48,7 @@ class InventoryService(inventory_pb2_grpc.InventoryServiceServicer):
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def GetPosition(
-        self, request: inventory_pb2.GetPositionRequest, context: Context
-    ) -> inventory_pb2.Position:
+    async def GetPosition(self, request: inventory_pb2.GetPositionRequest, context: Context) -> inventory_pb2.Position:
         """The position of one object by canonical id, EPC URI or EPC hex."""
         if not request.id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "id is empty")
@@ -161,9 +163,7 @@ def _quarantine_page(request: inventory_pb2.ListQuarantineRequest) -> tuple[int,
 
 
 def _micros(timestamp: Timestamp, name: str) -> int:
-    if not (
-        TIMESTAMP_SECONDS_MIN <= timestamp.seconds <= TIMESTAMP_SECONDS_MAX and 0 <= timestamp.nanos < 10**9
-    ):
+    if not (TIMESTAMP_SECONDS_MIN <= timestamp.seconds <= TIMESTAMP_SECONDS_MAX and 0 <= timestamp.nanos < 10**9):
         raise ValidationError(f"{name} is not a valid timestamp")
     return to_micros(timestamp)
 

@@ -98,9 +98,7 @@ class Store(Protocol):
         """A position by object id, else by EPC URI, else by EPC hex."""
         ...
 
-    async def list_on_hand(
-        self, gtin: str = "", biz_location: str = "", limit: int = 50_000
-    ) -> list[OnHandRecord]:
+    async def list_on_hand(self, gtin: str = "", biz_location: str = "", limit: int = 50_000) -> list[OnHandRecord]:
         """On-hand rows with a non-zero count or class quantity, at most `limit`; empty filters match all."""
         ...
 

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 Durability = Literal["full", "normal"]
 _SYNCHRONOUS: dict[str, str] = {"full": "FULL", "normal": "NORMAL"}
+_SYNCHRONOUS_NAMES: dict[int, str] = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
 
 # Rows per multi-row INSERT: 9 columns x 100 rows stays far below SQLite's 32766 variables.
 INSERT_ROWS_PER_STATEMENT = 100
@@ -64,9 +65,7 @@ _POSITION_COLUMNS = (
     "object_id, epc_uri, epc_hex, gtin, sscc, biz_location, read_point_id, biz_step, disposition, "
     "in_transit, present, event_time_us, event_id, gateway_id, seq"
 )
-_EVENT_COLUMNS = (
-    "event_id, gateway_id, outbox_id, seq, event_time_us, biz_location, biz_step, received_at_us, payload"
-)
+_EVENT_COLUMNS = "event_id, gateway_id, outbox_id, seq, event_time_us, biz_location, biz_step, received_at_us, payload"
 _STREAM_COLUMNS = (
     "gateway_id, outbox_id, committed_through_seq, agent_version, first_contact_us, last_contact_us, "
     "events_stored, duplicates, rejects, batches"
@@ -117,11 +116,13 @@ class SqliteStore:
     def __init__(
         self,
         path: Path,
+        durability: Durability,
         writer: aiosqlite.Connection,
         reader: aiosqlite.Connection,
         operation_timeout_s: float,
     ) -> None:
         self.path = path
+        self.durability = durability  # applied and read back on both connections
         self._writer = writer
         self._reader = reader
         self._operation_timeout_s = operation_timeout_s
@@ -151,17 +152,24 @@ class SqliteStore:
             "store opened",
             extra={"path": str(path), "durability": durability, "schema_version": SCHEMA_VERSION},
         )
-        return cls(path, writer, reader, timeout_s)
+        return cls(path, durability, writer, reader, timeout_s)
 
     async def close(self) -> None:
         """Close both connections; idempotent."""
         if self._closed:
             return
         self._closed = True
-        async with self._write_lock:  # let a running transaction finish or roll back first
-            for connection in (self._reader, self._writer):
-                with _sqlite_errors("close the store"):
-                    await connection.close()
+        try:
+            # Let a running transaction finish or roll back first; both are bounded.
+            async with asyncio.timeout(self._operation_timeout_s + ROLLBACK_TIMEOUT_S):
+                await self._write_lock.acquire()
+        except TimeoutError:
+            log.error("closing the store while a transaction is still running")
+        else:
+            self._write_lock.release()
+        for connection in (self._reader, self._writer):
+            with _sqlite_errors("close the store"):
+                await connection.close()
         log.info("store closed", extra={"path": str(self.path)})
 
     def _check_usable(self) -> None:
@@ -237,17 +245,14 @@ class SqliteStore:
         for condition, value in lookups:
             rows = await self._fetch(
                 "look up a position",
-                f"SELECT {_POSITION_COLUMNS} FROM positions WHERE {condition} "
-                "ORDER BY event_time_us DESC LIMIT 1",
+                f"SELECT {_POSITION_COLUMNS} FROM positions WHERE {condition} ORDER BY event_time_us DESC LIMIT 1",
                 (value,),
             )
             if rows:
                 return _position_from_row(rows[0])
         return None
 
-    async def list_on_hand(
-        self, gtin: str = "", biz_location: str = "", limit: int = 50_000
-    ) -> list[OnHandRecord]:
+    async def list_on_hand(self, gtin: str = "", biz_location: str = "", limit: int = 50_000) -> list[OnHandRecord]:
         """Rows with a non-zero count or class quantity, by GTIN then location; at most `limit`."""
         rows = await self._fetch(
             "list on-hand",
@@ -292,8 +297,7 @@ class SqliteStore:
         columns = ", ".join(f"e.{name.strip()}" for name in _EVENT_COLUMNS.split(","))
         rows = await self._fetch(
             "list events",
-            f"SELECT {columns} FROM events e WHERE {where} "
-            "ORDER BY e.event_time_us DESC, e.event_id DESC LIMIT ?",
+            f"SELECT {columns} FROM events e WHERE {where} ORDER BY e.event_time_us DESC, e.event_id DESC LIMIT ?",
             (*parameters, query.limit),
         )
         return [StoredEvent(*row) for row in rows]
@@ -366,8 +370,7 @@ class _SqliteIngestTransaction:
     async def save_stream_state(self, state: StreamState) -> None:
         await self._execute_many(
             "save the stream state",
-            f"INSERT OR REPLACE INTO gateway_streams ({_STREAM_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO gateway_streams ({_STREAM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     state.gateway_id,
@@ -437,10 +440,7 @@ class _SqliteIngestTransaction:
             "quarantine events",
             "INSERT INTO quarantine (gateway_id, outbox_id, seq, event_id, reason, received_at_us, payload) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway_id, outbox_id, seq) DO NOTHING",
-            [
-                (r.gateway_id, r.outbox_id, r.seq, r.event_id, r.reason, r.received_at_us, r.payload)
-                for r in records
-            ],
+            [(r.gateway_id, r.outbox_id, r.seq, r.event_id, r.reason, r.received_at_us, r.payload) for r in records],
         )
 
     async def load_positions(self, object_ids: Collection[str]) -> dict[str, PositionRecord]:
@@ -503,9 +503,7 @@ class _SqliteIngestTransaction:
         )
 
 
-async def _connect(
-    path: Path, durability: Durability, timeout_s: float, *, query_only: bool
-) -> aiosqlite.Connection:
+async def _connect(path: Path, durability: Durability, timeout_s: float, *, query_only: bool) -> aiosqlite.Connection:
     try:
         # isolation_level=None: no implicit BEGINs; every transaction here is explicit.
         # timeout: how long SQLite waits on a lock held by another connection (busy timeout).
@@ -517,10 +515,12 @@ async def _connect(
             async with asyncio.timeout(timeout_s):
                 rows = list(await connection.execute_fetchall("PRAGMA journal_mode = WAL"))
                 if not rows or str(rows[0][0]).lower() != "wal":
-                    raise StoreError(
-                        f"{path}: SQLite refused WAL mode (got {rows!r}); is it on a network filesystem?"
-                    )
+                    raise StoreError(f"{path}: SQLite refused WAL mode (got {rows!r}); is it on a network filesystem?")
                 await connection.execute(f"PRAGMA synchronous = {_SYNCHRONOUS[durability]}")
+                # Read it back: a silently ignored PRAGMA would void the documented loss window.
+                rows = list(await connection.execute_fetchall("PRAGMA synchronous"))
+                if _SYNCHRONOUS_NAMES.get(rows[0][0]) != _SYNCHRONOUS[durability]:
+                    raise StoreError(f"{path}: SQLite did not apply synchronous={_SYNCHRONOUS[durability]}")
                 await connection.execute("PRAGMA foreign_keys = ON")
                 if query_only:
                     await connection.execute("PRAGMA query_only = ON")

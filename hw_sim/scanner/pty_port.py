@@ -76,6 +76,10 @@ class PtyPort:
             self._master = self._slave = -1
 
     def replug(self) -> None:
-        self.close()
+        """Move to a new pty, then drop the old one: like ttyACM0 → ttyACM1 after a USB reset."""
+        old = (self._master, self._slave)
+        asyncio.get_running_loop().remove_reader(self._master)
         self.open()
+        for fd in old:
+            os.close(fd)
         self.replugs_total += 1

@@ -52,8 +52,7 @@ def test_file_values_and_flag_overrides(tmp_path: Path) -> None:
         ),
         (
             "[ingest]\nmax_batch = 5\n",
-            "[ingest].max_batch: unknown key; expected one of max_batch_events, "
-            "max_unacked_batches, max_message_bytes",
+            "[ingest].max_batch: unknown key; expected one of max_batch_events, max_unacked_batches, max_message_bytes",
         ),
         ("[stroe]\npath = 'x'\n", "[stroe]: unknown section; expected one of [server], [store], [ingest]"),
         (
@@ -65,8 +64,17 @@ def test_file_values_and_flag_overrides(tmp_path: Path) -> None:
         ("server = 3\n", "[server]: expected a table of keys, got 3"),
         ("[ingest\n", "not valid TOML"),
     ],
-    ids=["wrong-type", "too-big", "unknown-key", "unknown-section", "bad-choice", "no-port", "bad-port", "not-table",
-         "bad-toml"],
+    ids=[
+        "wrong-type",
+        "too-big",
+        "unknown-key",
+        "unknown-section",
+        "bad-choice",
+        "no-port",
+        "bad-port",
+        "not-table",
+        "bad-toml",
+    ],
 )
 def test_errors_name_file_key_and_expectation(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
@@ -83,12 +91,12 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 
 
 def test_a_bad_flag_is_named_as_the_flag() -> None:
-    with pytest.raises(ConfigError, match="^--listen: expected HOST:PORT"):
+    with pytest.raises(ConfigError, match=r"^--listen: expected HOST:PORT"):
         load_config(None, {("server", "listen"): "nowhere"})
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="missing.toml: cannot read the config file"):
+    with pytest.raises(ConfigError, match=r"missing\.toml: cannot read the config file"):
         load_config(tmp_path / "missing.toml")
 
 
@@ -107,3 +115,8 @@ def test_log_lines_end_with_key_values() -> None:
     parts = line.split(" ", 3)
     assert parts[0].endswith("Z") and parts[1:3] == ["WARNING", "cloud.test_logs"]
     assert parts[3] == 'gap recorded gateway_id=gw-1 reason="not in the edge outbox"'
+
+
+def test_the_sample_file_holds_exactly_the_defaults() -> None:
+    sample = Path(__file__).resolve().parents[2] / "cloud" / "sample.toml"
+    assert load_config(sample) == CloudConfig()

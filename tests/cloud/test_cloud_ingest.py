@@ -23,9 +23,7 @@ from cloud.store.sqlite_store import SqliteStore
 async def count_events(inventory: Any, **filters: Any) -> int:
     total, token = 0, ""
     while True:
-        reply = await inventory.ListEvents(
-            inventory_pb2.ListEventsRequest(page_size=1000, page_token=token, **filters)
-        )
+        reply = await inventory.ListEvents(inventory_pb2.ListEventsRequest(page_size=1000, page_token=token, **filters))
         total += len(reply.events)
         token = reply.next_page_token
         if not token:
@@ -66,9 +64,7 @@ async def test_batch_is_acked_with_high_water_seq(channel: aio.Channel, inventor
     assert (state.committed_through_seq, state.events_stored) == (5, 5)
 
 
-async def test_replayed_batch_is_all_duplicates_and_changes_nothing(
-    channel: aio.Channel, inventory: Any
-) -> None:
+async def test_replayed_batch_is_all_duplicates_and_changes_nothing(channel: aio.Channel, inventory: Any) -> None:
     events = make_events(1, 4)
     async with Uplink(channel) as up:
         await up.hello()
@@ -112,9 +108,7 @@ async def test_gap_at_hello_is_recorded_and_listed(channel: aio.Channel, invento
     assert welcome.resume_after_seq == 9
     assert ack.committed_through_seq == 10
     state = await gateway_state(inventory)
-    assert [(g.first_seq, g.last_seq, g.reason) for g in state.gaps] == [
-        (4, 9, "not in the edge outbox at hello")
-    ]
+    assert [(g.first_seq, g.last_seq, g.reason) for g in state.gaps] == [(4, 9, "not in the edge outbox at hello")]
     assert state.gaps[0].recorded_at.seconds > 0
 
 
@@ -144,9 +138,7 @@ async def test_new_outbox_for_known_gateway_starts_at_zero(channel: aio.Channel,
     assert (await gateway_state(inventory, outbox_id=OUTBOX)).committed_through_seq == 3
 
 
-async def test_invalid_events_are_quarantined_and_the_seq_still_advances(
-    channel: aio.Channel, inventory: Any
-) -> None:
+async def test_invalid_events_are_quarantined_and_the_seq_still_advances(channel: aio.Channel, inventory: Any) -> None:
     no_time = make_event(2)
     no_time.ClearField("event_time")
     bad_gtin = make_event(3)
@@ -225,9 +217,7 @@ async def test_batch_over_the_limit_aborts_the_stream(tmp_path: Path) -> None:
         (ingest_pb2.GatewayMessage(hello=ingest_pb2.Hello(gateway_id="gw", outbox_id="")), "outbox_id"),
         (ingest_pb2.GatewayMessage(hello=ingest_pb2.Hello(gateway_id="gw", outbox_id="x" * 65)), "outbox_id"),
         (
-            ingest_pb2.GatewayMessage(
-                hello=ingest_pb2.Hello(gateway_id="gw", outbox_id="o", oldest_seq=2**64 - 1)
-            ),
+            ingest_pb2.GatewayMessage(hello=ingest_pb2.Hello(gateway_id="gw", outbox_id="o", oldest_seq=2**64 - 1)),
             "oldest_seq",
         ),
     ],
@@ -245,9 +235,7 @@ async def test_bad_first_message_aborts_invalid_argument(
 async def test_second_hello_on_a_stream_aborts(channel: aio.Channel) -> None:
     async with Uplink(channel) as up:
         await up.hello()
-        await up.call.write(
-            ingest_pb2.GatewayMessage(hello=ingest_pb2.Hello(gateway_id=GATEWAY, outbox_id="o"))
-        )
+        await up.call.write(ingest_pb2.GatewayMessage(hello=ingest_pb2.Hello(gateway_id=GATEWAY, outbox_id="o")))
         details = await expect_abort(up, grpc.StatusCode.INVALID_ARGUMENT)
     assert "expected an EventBatch, got hello" in details
 
@@ -370,3 +358,35 @@ async def test_shutdown_ends_streams_with_unavailable(tmp_path: Path) -> None:
     finally:
         await server.stop()
     assert "shutting down" in details
+
+
+async def test_message_over_the_byte_limit_is_refused(tmp_path: Path) -> None:
+    config = cloud_config(tmp_path, max_message_bytes=65536)
+    oversized = make_event(1)
+    oversized.biz_location = "x" * 100_000
+    async with (
+        CloudServer(config) as server,
+        aio.insecure_channel(server.target) as channel,
+        Uplink(channel) as up,
+    ):
+        await up.hello()
+        await up.write_batch(1, [oversized])
+        await expect_abort(up, grpc.StatusCode.RESOURCE_EXHAUSTED)
+        async with Uplink(channel) as retry:
+            assert (await retry.hello()).resume_after_seq == 0
+
+
+async def test_same_event_id_twice_in_one_batch_is_stored_once(channel: aio.Channel, inventory: Any) -> None:
+    twin = make_event(2, event_id=make_event(1).event_id)
+    async with Uplink(channel) as up:
+        await up.hello()
+        ack = await up.send(1, [make_event(1), twin])
+    assert (ack.accepted, ack.duplicates, ack.committed_through_seq) == (1, 1, 2)
+    assert await count_events(inventory) == 1
+
+
+async def test_a_stream_without_hello_times_out(channel: aio.Channel, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("cloud.ingest.service.HELLO_TIMEOUT_S", 0.2)
+    async with Uplink(channel) as up:
+        details = await expect_abort(up, grpc.StatusCode.DEADLINE_EXCEEDED)
+    assert "no Hello within 0.2 s" in details

@@ -19,8 +19,7 @@ ITEM = item(GTIN_A, "1001")
 async def on_hand(inventory: Any, **filters: str) -> dict[tuple[str, str], tuple[float, int, float]]:
     reply = await inventory.ListOnHand(inventory_pb2.ListOnHandRequest(**filters))
     return {
-        (row.gtin, row.biz_location): (row.quantity, row.serialized_count, row.class_quantity)
-        for row in reply.on_hand
+        (row.gtin, row.biz_location): (row.quantity, row.serialized_count, row.class_quantity) for row in reply.on_hand
     }
 
 
@@ -141,9 +140,7 @@ async def test_a_duplicate_changes_no_projection(channel: aio.Channel, inventory
     assert await on_hand(inventory) == {(GTIN_A, STORAGE): (1.0, 1, 0.0)}
 
 
-async def test_object_delete_removes_from_on_hand_and_keeps_the_row(
-    channel: aio.Channel, inventory: Any
-) -> None:
+async def test_object_delete_removes_from_on_hand_and_keeps_the_row(channel: aio.Channel, inventory: Any) -> None:
     async with Uplink(channel) as up:
         await up.hello()
         await up.send(1, [make_event(1, objects=[ITEM])])

@@ -47,9 +47,7 @@ async def test_events_come_newest_first_across_pages(channel: aio.Channel, inven
     assert len({e.event_id for e in listed}) == 10
 
 
-async def test_exact_multiple_of_the_page_size_ends_without_an_empty_page(
-    channel: aio.Channel, inventory: Any
-) -> None:
+async def test_exact_multiple_of_the_page_size_ends_without_an_empty_page(channel: aio.Channel, inventory: Any) -> None:
     await ingest(channel, [make_event(seq) for seq in range(1, 5)])
     listed, pages = await list_all(inventory, page_size=2)
     assert (len(listed), pages) == (4, 2)
@@ -124,9 +122,7 @@ async def test_quarantine_pages_newest_first(channel: aio.Channel, inventory: An
     await ingest(channel, broken)
     seen, token = [], ""
     while True:
-        reply = await inventory.ListQuarantine(
-            inventory_pb2.ListQuarantineRequest(page_size=2, page_token=token)
-        )
+        reply = await inventory.ListQuarantine(inventory_pb2.ListQuarantineRequest(page_size=2, page_token=token))
         seen.extend(entry.seq for entry in reply.entries)
         token = reply.next_page_token
         if not token:

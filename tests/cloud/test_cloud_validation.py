@@ -60,9 +60,7 @@ def _three_objects_last_gtin(value: str) -> Breaker:
 
 
 def _quantity(quantity: float, uom: str = "", gtin: str = GTIN_A) -> Breaker:
-    return lambda event: event.quantities.append(
-        events_pb2.QuantityElement(gtin=gtin, quantity=quantity, uom=uom)
-    )
+    return lambda event: event.quantities.append(events_pb2.QuantityElement(gtin=gtin, quantity=quantity, uom=uom))
 
 
 @pytest.mark.parametrize(
@@ -113,9 +111,7 @@ def _quantity(quantity: float, uom: str = "", gtin: str = GTIN_A) -> Breaker:
             "quantities[0].gtin '09501101530004': check digit should be 3",
         ),
         (
-            lambda e: e.sensor_reports.append(
-                events_pb2.SensorReport(type="Temperature", value=float("nan"))
-            ),
+            lambda e: e.sensor_reports.append(events_pb2.SensorReport(type="Temperature", value=float("nan"))),
             "sensor_reports[0].value nan is not a finite number",
         ),
         (
@@ -168,9 +164,7 @@ def _garbage_events(draw: st.DrawFn) -> events_pb2.Event:
         biz_location=draw(_texts),
         objects=draw(st.lists(_objects, max_size=3)),
         quantities=draw(
-            st.lists(
-                st.builds(events_pb2.QuantityElement, gtin=_texts, quantity=_floats, uom=_texts), max_size=3
-            )
+            st.lists(st.builds(events_pb2.QuantityElement, gtin=_texts, quantity=_floats, uom=_texts), max_size=3)
         ),
         sensor_reports=draw(st.lists(st.builds(events_pb2.SensorReport, value=_floats), max_size=2)),
     )

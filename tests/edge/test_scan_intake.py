@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from tallyport.v1 import events_pb2
 
 from edge.clock import SystemClock
 from edge.config import ReadPointConfig
@@ -17,7 +18,6 @@ from edge.drivers.scanner import ScannerConfig, ScannerDriver
 from edge.outbox import FrameMarker, Outbox, open_outbox
 from edge.pipeline.scan_intake import ScanIntake
 from hw_sim.scanner import PtyPort
-from tallyport.v1 import events_pb2
 
 ACK, NAK = b"\x06", b"\x15"
 GOOD = b"]C1010950110153000317270331\x1d21ABC123\r\n"

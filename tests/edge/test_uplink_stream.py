@@ -11,6 +11,7 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
+from tallyport.v1 import events_pb2, ingest_pb2, inventory_pb2, inventory_pb2_grpc
 
 from cloud.config import CloudConfig
 from cloud.server import CloudServer
@@ -18,7 +19,6 @@ from edge.backoff import Backoff
 from edge.clock import SystemClock
 from edge.outbox import Outbox, open_outbox
 from edge.uplink import Uplink, UplinkSettings
-from tallyport.v1 import events_pb2, ingest_pb2, inventory_pb2, inventory_pb2_grpc
 
 GATEWAY = "gw-uplink"
 
@@ -147,7 +147,7 @@ class _MisbehavingIngest:
     def __init__(self) -> None:
         self.hellos = 0
 
-    async def Stream(  # noqa: N802 - gRPC method name
+    async def Stream(
         self, requests: AsyncIterator[ingest_pb2.GatewayMessage], context: grpc.aio.ServicerContext[object, object]
     ) -> AsyncIterator[ingest_pb2.CloudMessage]:
         async for message in requests:
