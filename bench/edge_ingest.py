@@ -32,7 +32,7 @@ READ_POINT = ReadPointConfig(
 
 def _frames(count: int) -> list[bytes]:
     rng = random.Random(1)
-    return [f"]C1010950110153000317270331{rng.randrange(10**9)}\x1d21S{n:09d}".encode() for n in range(count)]
+    return [f"]C101095011015300031727033110L{rng.randrange(10**6)}\x1d21S{n:09d}".encode() for n in range(count)]
 
 
 def _events(frames: list[bytes]) -> list[events_pb2.Event]:
@@ -56,7 +56,7 @@ def _events(frames: list[bytes]) -> list[events_pb2.Event]:
 
 async def _outbox_rate(path: Path, frames: list[bytes], decode: bool) -> float:
     events = None if decode else _events(frames)
-    async with open_outbox(path, clock=SystemClock(), rng=random.Random(1), commit_items_max=BATCH) as outbox:
+    async with open_outbox(path, clock=SystemClock(), rng=random.Random(1), commit_events_max=BATCH) as outbox:
         started = time.perf_counter()
         for start in range(0, len(frames), BATCH):
             chunk = (

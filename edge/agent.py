@@ -94,8 +94,8 @@ async def run_agent(
         clock=clock,
         rng=rng,
         durability=config.outbox.durability,
-        commit_items_max=config.outbox.commit_items_max,
-        queue_items_max=config.outbox.queue_items_max,
+        commit_events_max=config.outbox.commit_events_max,
+        pending_submissions_max=config.outbox.pending_submissions_max,
     ) as outbox:
         stats = await outbox.stats()
         log.info(

@@ -42,14 +42,10 @@ class GatewaySection(_Section):
 class OutboxSection(_Section):
     path: Path = Path("var/edge/outbox.db")
     durability: Literal["full", "normal"] = "full"
-    commit_items_max: int = Field(2000, ge=1, le=100_000)
-    queue_items_max: int = Field(20_000, ge=1, le=1_000_000)
-
-    @model_validator(mode="after")
-    def _queue_holds_a_group(self) -> OutboxSection:
-        if self.queue_items_max < self.commit_items_max:
-            raise ValueError("queue_items_max must be >= commit_items_max")
-        return self
+    commit_events_max: int = Field(2000, ge=1, le=100_000, description="events per group commit")
+    pending_submissions_max: int = Field(
+        10_000, ge=1, le=1_000_000, description="appends waiting for a commit before appenders wait"
+    )
 
 
 class UplinkSection(_Section):

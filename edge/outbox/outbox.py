@@ -46,20 +46,21 @@ log = logging.getLogger(__name__)
 
 Durability = Literal["full", "normal"]
 
-COMMIT_ITEMS_MAX_DEFAULT = 2000
-QUEUE_ITEMS_MAX_DEFAULT = 20_000
+COMMIT_EVENTS_MAX_DEFAULT = 2000
+PENDING_SUBMISSIONS_MAX_DEFAULT = 10_000
 CLOSE_TIMEOUT_S = 30.0
 
 
 @dataclass
 class _Pending:
-    """One item waiting for the next group commit."""
+    """One submission waiting for the next group commit: events, or a rejected read, or an ACK mark."""
 
-    event: events_pb2.Event | None
+    events: Sequence[events_pb2.Event]
     rejected: Rejected | None
     marker: FrameMarker | None
     acked_device: str | None
-    future: asyncio.Future[int]
+    # Resolves to the events' seqs, or [quarantine id] for a rejected read, or [] for an ACK mark.
+    future: asyncio.Future[list[int]]
 
 
 class Outbox:
@@ -77,18 +78,18 @@ class Outbox:
         next_seq: int,
         clock: Clock,
         rng: random.Random,
-        commit_items_max: int,
-        queue_items_max: int,
+        commit_events_max: int,
+        pending_submissions_max: int,
     ) -> None:
-        assert commit_items_max >= 1 and queue_items_max >= commit_items_max
+        assert commit_events_max >= 1 and pending_submissions_max >= 1
         self._db = db
         self.path = path
         self.outbox_id = outbox_id
         self._next_seq = next_seq
         self._clock = clock
         self._rng = rng
-        self._commit_items_max = commit_items_max
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(maxsize=queue_items_max)
+        self._commit_events_max = commit_events_max
+        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(maxsize=pending_submissions_max)
         # Set after every commit that added events; the uplink waits on it instead of polling.
         self.events_committed = asyncio.Event()
         # One connection serves the writer and the uplink; a transaction spans several awaits, so
@@ -105,29 +106,28 @@ class Outbox:
         Raises OutboxError if the commit failed; then nothing was stored and the caller must not
         acknowledge the source.
         """
-        return await self._submit(_Pending(event, None, marker, None, self._future()))
+        (seq,) = await self._submit(_Pending([event], None, marker, None, self._future()))
+        return seq
 
     async def append_many(self, events: Sequence[events_pb2.Event]) -> list[int]:
-        """Commit several events (one group where they fit) and return their seqs, in order."""
-        futures = []
-        for event in events:
-            item = _Pending(event, None, None, None, self._future())
-            await self._queue.put(item)
-            futures.append(item.future)
-        return list(await asyncio.gather(*futures))
+        """Commit several events in one group and return their seqs, in order."""
+        if not events:
+            return []
+        return await self._submit(_Pending(events, None, None, None, self._future()))
 
     async def quarantine(self, rejected: Rejected, *, marker: FrameMarker | None = None) -> int:
         """Commit a rejected read to the quarantine and return its quarantine id."""
-        return await self._submit(_Pending(None, rejected, marker, None, self._future()))
+        (quarantine_id,) = await self._submit(_Pending((), rejected, marker, None, self._future()))
+        return quarantine_id
 
     async def mark_frame_acked(self, device: str) -> None:
         """Record that the device received our ACK for its last committed frame."""
-        await self._submit(_Pending(None, None, None, device, self._future()))
+        await self._submit(_Pending((), None, None, device, self._future()))
 
-    def _future(self) -> asyncio.Future[int]:
+    def _future(self) -> asyncio.Future[list[int]]:
         return asyncio.get_running_loop().create_future()
 
-    async def _submit(self, item: _Pending) -> int:
+    async def _submit(self, item: _Pending) -> list[int]:
         await self._queue.put(item)
         return await item.future
 
@@ -138,70 +138,60 @@ class Outbox:
             if first is None:
                 return
             group = [first]
+            events = len(first.events)
             stop = False
-            while len(group) < self._commit_items_max and not self._queue.empty():
+            while events < self._commit_events_max and not self._queue.empty():
                 item = self._queue.get_nowait()
                 if item is None:
                     stop = True
                     break
                 group.append(item)
+                events += len(item.events)
             await self._commit_group(group)
             if stop:
                 return
 
     async def _commit_group(self, group: list[_Pending]) -> None:
-        first_seq = self._next_seq
         now_ms = self._clock.unix_ms()
         event_rows: list[tuple[int, str, int, int, bytes]] = []
         quarantine_rows: list[tuple[int, str, str, str, bytes, str]] = []
         markers: dict[str, tuple[str, int, int]] = {}
         acked_devices: list[str] = []
-        results: list[int] = []
-        seq = first_seq
+        seq = self._next_seq
         for item in group:
-            if item.event is not None:
-                event = item.event
+            for event in item.events:
                 event.seq = seq
                 if not event.event_id:
                     event.event_id = new_event_id(now_ms, self._rng)
                 event_rows.append((seq, event.event_id, event.event_class, now_ms, event.SerializeToString()))
-                results.append(seq)
                 seq += 1
-            elif item.rejected is not None:
+            if item.rejected is not None:
                 rejected = item.rejected
                 quarantine_rows.append(
-                    (
-                        now_ms,
-                        rejected.source,
-                        rejected.reason_code,
-                        rejected.reason,
-                        rejected.raw,
-                        rejected.digest(),
-                    )
+                    (now_ms, rejected.source, rejected.reason_code, rejected.reason, rejected.raw, rejected.digest())
                 )
-                results.append(-1)
-            else:
-                assert item.acked_device is not None
+            if item.acked_device is not None:
                 acked_devices.append(item.acked_device)
-                results.append(0)
             if item.marker is not None:
                 markers[item.marker.device] = (item.marker.raw_sha256, now_ms, 0)
         try:
-            quarantine_ids = await self._write(event_rows, quarantine_rows, markers, acked_devices)
+            quarantine_ids = iter(await self._write(event_rows, quarantine_rows, markers, acked_devices))
         except OutboxError as exc:
-            for event_item in group:
-                if event_item.event is not None:
-                    event_item.event.seq = 0
-                if not event_item.future.done():
-                    event_item.future.set_exception(exc)
+            for item in group:
+                for event in item.events:
+                    event.seq = 0
+                if not item.future.done():
+                    item.future.set_exception(exc)
             return
         self._next_seq = seq
         self.commits_total += 1
         self.events_total += len(event_rows)
-        ids = iter(quarantine_ids)
-        for item, result in zip(group, results, strict=True):
+        for item in group:
             if not item.future.done():
-                item.future.set_result(next(ids) if result == -1 else result)
+                if item.rejected is not None:
+                    item.future.set_result([next(quarantine_ids)])
+                else:
+                    item.future.set_result([event.seq for event in item.events])
         if event_rows:
             self.events_committed.set()
 
@@ -386,8 +376,8 @@ async def open_outbox(
     clock: Clock,
     rng: random.Random,
     durability: Durability = "full",
-    commit_items_max: int = COMMIT_ITEMS_MAX_DEFAULT,
-    queue_items_max: int = QUEUE_ITEMS_MAX_DEFAULT,
+    commit_events_max: int = COMMIT_EVENTS_MAX_DEFAULT,
+    pending_submissions_max: int = PENDING_SUBMISSIONS_MAX_DEFAULT,
 ) -> AsyncIterator[Outbox]:
     """Open (creating and migrating if needed) the outbox at `path` and run its writer while in use.
 
@@ -414,8 +404,8 @@ async def open_outbox(
             next_seq=next_seq,
             clock=clock,
             rng=rng,
-            commit_items_max=commit_items_max,
-            queue_items_max=queue_items_max,
+            commit_events_max=commit_events_max,
+            pending_submissions_max=pending_submissions_max,
         )
         writer = asyncio.create_task(outbox.run_writer(), name="outbox-writer")
         try:

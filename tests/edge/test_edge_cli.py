@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tallyport.v1 import events_pb2
+
 from edge.clock import SystemClock
 from edge.outbox import Rejected, open_outbox
-from tallyport.v1 import events_pb2
 
 EDGE = [sys.executable, "-m", "edge.cli"]
 

@@ -95,7 +95,7 @@ async def next_frame(frames: AsyncIterator[Frame]) -> Frame:
 async def wait_until(condition: Callable[[], bool]) -> None:
     """Poll the driver's state: it exposes counters and a flag, not events, by design."""
     async with asyncio.timeout(WAIT_S):
-        while not condition():  # noqa: ASYNC110
+        while not condition():
             await asyncio.sleep(0.005)
 
 
