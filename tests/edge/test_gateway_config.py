@@ -10,7 +10,7 @@ from edge.config import load_config, parse_config
 from edge.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = sorted((ROOT / "firmware_config" / "gateways").glob("*.toml")) + [ROOT / "deploy" / "demo" / "gateway.toml"]
+EXAMPLES = [*sorted((ROOT / "firmware_config" / "gateways").glob("*.toml")), ROOT / "deploy" / "demo" / "gateway.toml"]
 
 MINIMAL = """
 [gateway]
@@ -47,11 +47,11 @@ def test_defaults_are_filled_in() -> None:
     ("change", "expected"),
     [
         (("[gateway]", "[gateway]\ncolour = 'red'"), "site.toml: gateway.colour: unknown key"),
-        (('biz_step = "receiving"', 'biz_step = "recieving"'), "site.toml: read_point[0].biz_step: a CBV business step"),
+        (('biz_step = "receiving"', 'biz_step = "recieving"'), "read_point[0].biz_step: a CBV business step"),
         (('id = "gw-1"', 'id = "gw 1"'), "site.toml: gateway.id: String should match pattern"),
         (('read_point = "dock-1"', 'read_point = "dock-9"'), "expected one of the [[read_point]] names (dock-1)"),
         (("[gateway]", "[uplink]\nbatch_events_max = 'many'\n[gateway]"), "site.toml: uplink.batch_events_max: Input"),
-        (("[gateway]", "[outbox]\ndurability = 'sometimes'\n[gateway]"), "site.toml: outbox.durability: Input should be"),
+        (("[gateway]", "[outbox]\ndurability = 'sometimes'\n[gateway]"), "outbox.durability: Input should be"),
         (('port = "/dev/ttyACM0"', 'port = "/dev/ttyACM0"\nbaud = 9600'), "site.toml: scanner[0].baud: unknown key"),
         (("[gateway]", "[gateway]\ntimezone = 'Mars/Olympus'"), "an IANA time zone"),
     ],

@@ -89,7 +89,8 @@ async def test_replug_points_the_same_link_at_a_new_pty(tmp_path: Path) -> None:
     second = os.readlink(port.link)
     try:
         assert first != second
-        assert os.isatty(fd := os.open(port.link, os.O_RDWR | os.O_NOCTTY))
+        fd = os.open(port.link, os.O_RDWR | os.O_NOCTTY)
+        assert os.isatty(fd)
         os.close(fd)
         assert port.replugs_total == 1
     finally:
