@@ -59,9 +59,7 @@ async def _outbox_rate(path: Path, frames: list[bytes], decode: bool) -> float:
     async with open_outbox(path, clock=SystemClock(), rng=random.Random(1), commit_events_max=BATCH) as outbox:
         started = time.perf_counter()
         for start in range(0, len(frames), BATCH):
-            chunk = (
-                _events(frames[start : start + BATCH]) if events is None else events[start : start + BATCH]
-            )
+            chunk = _events(frames[start : start + BATCH]) if events is None else events[start : start + BATCH]
             await outbox.append_many(chunk)
         elapsed = time.perf_counter() - started
     return len(frames) / elapsed
@@ -96,7 +94,5 @@ async def run(quick: bool = False) -> None:
         full = await _outbox_rate(Path(tmp) / "pipeline.db", frames, decode=True)
     print(f"edge durable ingest, {count} events, batch {BATCH}, WAL + synchronous=FULL")
     print(f"  baseline raw sqlite3 inserts            {raw:>10,.0f} rows/s")
-    print(
-        f"  outbox group commit (prebuilt events)   {outbox_only:>10,.0f} events/s  ({outbox_only / raw:.0%} of raw)"
-    )
+    print(f"  outbox group commit (prebuilt events)   {outbox_only:>10,.0f} events/s  ({outbox_only / raw:.0%} of raw)")
     print(f"  scan frames → decode → event → outbox   {full:>10,.0f} events/s  ({full / raw:.0%} of raw)")

@@ -50,9 +50,7 @@ def _event(n: int) -> events_pb2.Event:
 
 
 async def _ours(root: Path, count: int) -> float:
-    config = CloudConfig.model_validate(
-        {"server": {"listen": "127.0.0.1:0"}, "store": {"path": str(root / "c.db")}}
-    )
+    config = CloudConfig.model_validate({"server": {"listen": "127.0.0.1:0"}, "store": {"path": str(root / "c.db")}})
     async with open_outbox(root / "o.db", clock=SystemClock(), rng=random.Random(1)) as outbox:
         for start in range(0, count, 5000):
             await outbox.append_many([_event(n) for n in range(start, min(count, start + 5000))])
@@ -64,9 +62,7 @@ async def _ours(root: Path, count: int) -> float:
                 batch_events_max=BATCH_EVENTS,
                 unacked_batches_max=WINDOW,
             )
-            uplink = Uplink(
-                outbox, settings, Backoff(delay_ms_initial=50, delay_ms_max=500, rng=random.Random(1))
-            )
+            uplink = Uplink(outbox, settings, Backoff(delay_ms_initial=50, delay_ms_max=500, rng=random.Random(1)))
             started = time.perf_counter()
             task = asyncio.create_task(uplink.run())
             while uplink.acked_through_seq < count:
@@ -125,6 +121,4 @@ async def run(quick: bool = False) -> None:
         ours = await _ours(Path(tmp), count)
     print(f"edge outbox → cloud committed, {count} events, {BATCH_EVENTS}-event batches, window {WINDOW}")
     print(f"  baseline bare grpc.aio stream, same bytes  {baseline:>10,.0f} events/s")
-    print(
-        f"  uplink → ingest → SQLite (dedupe, views)   {ours:>10,.0f} events/s  ({ours / baseline:.0%} of bare)"
-    )
+    print(f"  uplink → ingest → SQLite (dedupe, views)   {ours:>10,.0f} events/s  ({ours / baseline:.0%} of bare)")

@@ -64,9 +64,7 @@ def _scanner_task(
     return start
 
 
-def build_supervisor(
-    config: GatewayConfig, outbox: Outbox, *, clock: Clock, rng: random.Random
-) -> Supervisor:
+def build_supervisor(config: GatewayConfig, outbox: Outbox, *, clock: Clock, rng: random.Random) -> Supervisor:
     """Every long-running task of the agent, registered by name."""
     supervisor = Supervisor(rng)
     zone = zoneinfo.ZoneInfo(config.gateway.timezone)

@@ -48,9 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     run = command("run", "run the agent until SIGTERM/SIGINT")
-    run.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], help="override [log] level"
-    )
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="override [log] level")
     command("check", "validate the config file and exit (0 = valid)")
     outbox = command("outbox", "show the outbox: backlog size and the oldest events waiting for the cloud")
     outbox.add_argument("--limit", type=int, default=20, help="events to list (default 20)")
@@ -121,14 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tallyport-edge: invalid config:\n{exc}", file=sys.stderr)
         return 2
     if options.command == "check":
-        print(
-            f"{options.config}: valid ({len(config.scanner)} scanners, {len(config.read_point)} read points)"
-        )
+        print(f"{options.config}: valid ({len(config.scanner)} scanners, {len(config.read_point)} read points)")
         return 0
     if options.command != "run" and not config.outbox.path.exists():
-        print(
-            f"tallyport-edge: no outbox at {config.outbox.path} yet (the agent has not run)", file=sys.stderr
-        )
+        print(f"tallyport-edge: no outbox at {config.outbox.path} yet (the agent has not run)", file=sys.stderr)
         return 2
     try:
         if options.command == "run":

@@ -43,16 +43,12 @@ def generate(out_dir: Path) -> None:
 
 def generated_files(root: Path) -> list[Path]:
     return sorted(
-        p.relative_to(root)
-        for p in (root / "tallyport" / "v1").iterdir()
-        if p.name.endswith(GENERATED_SUFFIXES)
+        p.relative_to(root) for p in (root / "tallyport" / "v1").iterdir() if p.name.endswith(GENERATED_SUFFIXES)
     )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="fail if the committed generated code is stale")
     options = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,8 +61,7 @@ def main() -> int:
             stale = [
                 str(p)
                 for p in fresh
-                if not (PROTOS_DIR / p).exists()
-                or not filecmp.cmp(tmp_root / p, PROTOS_DIR / p, shallow=False)
+                if not (PROTOS_DIR / p).exists() or not filecmp.cmp(tmp_root / p, PROTOS_DIR / p, shallow=False)
             ]
             stale += [str(p) for p in current if p not in fresh]
             if stale:

@@ -54,9 +54,7 @@ def _read_truth(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-async def _visible(
-    stub: inventory_pb2_grpc.InventoryServiceStub, scan: dict[str, object], needed: int
-) -> bool:
+async def _visible(stub: inventory_pb2_grpc.InventoryServiceStub, scan: dict[str, object], needed: int) -> bool:
     """Whether the cloud answers for this scan: its object's position, or the n-th event of its GTIN."""
     if scan["object_id"]:
         try:
@@ -66,9 +64,7 @@ async def _visible(
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return False
             raise
-    page = await stub.ListEvents(
-        inventory_pb2.ListEventsRequest(page_size=1000, gtin=str(scan["gtin"])), timeout=2
-    )
+    page = await stub.ListEvents(inventory_pb2.ListEventsRequest(page_size=1000, gtin=str(scan["gtin"])), timeout=2)
     return len(page.events) >= needed
 
 
@@ -117,15 +113,9 @@ def _cli(*args: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--scans", type=int, default=40, help="scans the simulated scanner sends (default 40)"
-    )
-    parser.add_argument(
-        "--keep", action="store_true", help="keep var/demo from the last run (default: start clean)"
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scans", type=int, default=40, help="scans the simulated scanner sends (default 40)")
+    parser.add_argument("--keep", action="store_true", help="keep var/demo from the last run (default: start clean)")
     options = parser.parse_args()
     if not options.keep and VAR.exists():
         shutil.rmtree(VAR)
@@ -190,9 +180,7 @@ def _score(truth_path: Path) -> int:
     scans = _read_truth(truth_path)
     expected_objects = sorted(str(s["object_id"]) for s in scans if s["valid"] and s["object_id"])
     expected_quantity = sum(float(s["quantity"]) for s in scans if s["valid"] and not s["object_id"])  # type: ignore[arg-type]
-    lines = _cli(
-        str(BIN / "tallyport-cloud"), "events", "--server", CLOUD_ADDRESS, "--limit", "100000", "--json"
-    )
+    lines = _cli(str(BIN / "tallyport-cloud"), "events", "--server", CLOUD_ADDRESS, "--limit", "100000", "--json")
     events = [json.loads(line) for line in lines.splitlines() if line.strip()]
     stored_objects = sorted(obj["id"] for event in events for obj in event.get("objects", []))
     stored_quantity = sum(q.get("quantity", 0) for event in events for q in event.get("quantities", []))

@@ -222,8 +222,7 @@ class Outbox:
         try:
             if event_rows:
                 await db.executemany(
-                    "INSERT INTO outbox (seq, event_id, event_class, created_at_ms, payload)"
-                    " VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO outbox (seq, event_id, event_class, created_at_ms, payload) VALUES (?, ?, ?, ?, ?)",
                     event_rows,
                 )
             quarantine_ids = []
@@ -256,9 +255,7 @@ class Outbox:
 
     async def read_after(self, seq: int, limit: int) -> list[tuple[int, bytes]]:
         """Up to `limit` (seq, serialized Event) rows with seq > `seq`, ascending."""
-        rows = await self._fetch(
-            "SELECT seq, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
-        )
+        rows = await self._fetch("SELECT seq, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
         return [(int(row[0]), bytes(row[1])) for row in rows]
 
     async def delete_through(self, seq: int) -> int:
@@ -290,9 +287,7 @@ class Outbox:
 
     async def stats(self) -> OutboxStats:
         row = (
-            await self._fetch(
-                "SELECT count(*), coalesce(min(seq), 0), coalesce(min(created_at_ms), 0) FROM outbox", ()
-            )
+            await self._fetch("SELECT count(*), coalesce(min(seq), 0), coalesce(min(created_at_ms), 0) FROM outbox", ())
         )[0]
         quarantined = (await self._fetch("SELECT count(*) FROM quarantine", ()))[0][0]
         pages = (await self._fetch("PRAGMA page_count", ()))[0][0]
@@ -342,9 +337,7 @@ class Outbox:
 async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
     version = int(next(iter(await db.execute_fetchall("PRAGMA user_version", ())))[0])
     if version > len(MIGRATIONS):
-        raise OutboxError(
-            f"outbox {path}: schema version {version} is newer than this agent knows ({len(MIGRATIONS)})"
-        )
+        raise OutboxError(f"outbox {path}: schema version {version} is newer than this agent knows ({len(MIGRATIONS)})")
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         await db.executescript(f"BEGIN IMMEDIATE; {script}; PRAGMA user_version = {number}; COMMIT;")
 

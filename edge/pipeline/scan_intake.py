@@ -86,9 +86,7 @@ class ScanIntake:
                 await self._store_event(result, marker)
                 ok = True
             else:
-                rejected = Rejected(
-                    self._config.name, result.reason_code, result.reason, result.raw, result.raw_sha256
-                )
+                rejected = Rejected(self._config.name, result.reason_code, result.reason, result.raw, result.raw_sha256)
                 await self._outbox.quarantine(rejected, marker=marker)
                 self.counters.rejected_total += 1
                 log.info("scan quarantined", extra={"device": self._config.name, "reason": result.reason})

@@ -104,9 +104,7 @@ class Uplink:
             finally:
                 call.cancel()
 
-    async def _handshake(
-        self, call: grpc.aio.StreamStreamCall[bytes, ingest_pb2.CloudMessage]
-    ) -> ingest_pb2.Welcome:
+    async def _handshake(self, call: grpc.aio.StreamStreamCall[bytes, ingest_pb2.CloudMessage]) -> ingest_pb2.Welcome:
         settings = self._settings
         stats = await self._outbox.stats()
         hello = ingest_pb2.Hello(
@@ -140,9 +138,7 @@ class Uplink:
         self, call: grpc.aio.StreamStreamCall[bytes, ingest_pb2.CloudMessage], welcome: ingest_pb2.Welcome
     ) -> None:
         settings = self._settings
-        window = min(
-            settings.unacked_batches_max, welcome.max_unacked_batches or settings.unacked_batches_max
-        )
+        window = min(settings.unacked_batches_max, welcome.max_unacked_batches or settings.unacked_batches_max)
         batch_max = min(settings.batch_events_max, welcome.max_batch_events or settings.batch_events_max)
         in_flight: deque[_InFlight] = deque()
         window_open = asyncio.Event()
@@ -172,9 +168,7 @@ class Uplink:
                 rows = await outbox.read_after(last_sent_seq, batch_max)
                 if not rows:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            outbox.events_committed.wait(), self._settings.idle_check_ms / 1000
-                        )
+                        await asyncio.wait_for(outbox.events_committed.wait(), self._settings.idle_check_ms / 1000)
                     continue
             batch_id = self._next_batch_id
             self._next_batch_id += 1

@@ -27,7 +27,7 @@ def _config(tmp_path: Path, extra: str = "") -> Path:
 [gateway]
 id = "gw-cli"
 [outbox]
-path = "{tmp_path / 'outbox.db'}"
+path = "{tmp_path / "outbox.db"}"
 {extra}
 [[read_point]]
 name = "dock-1"

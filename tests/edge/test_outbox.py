@@ -106,9 +106,7 @@ async def test_a_failed_commit_reports_outbox_error_and_stores_nothing(tmp_path:
         await outbox.append(_event(1))
         # A trigger makes the next insert fail inside the transaction, as a full disk would.
         with sqlite3.connect(path) as other:
-            other.execute(
-                "CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk full'); END"
-            )
+            other.execute("CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk full'); END")
         from edge.errors import OutboxError
 
         failed = _event(2)
