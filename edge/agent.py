@@ -94,6 +94,7 @@ async def run_agent(
         durability=config.outbox.durability,
         commit_events_max=config.outbox.commit_events_max,
         pending_submissions_max=config.outbox.pending_submissions_max,
+        bytes_max=config.outbox.bytes_max,
     ) as outbox:
         stats = await outbox.stats()
         log.info(

@@ -42,6 +42,9 @@ class GatewaySection(_Section):
 class OutboxSection(_Section):
     path: Path = Path("var/edge/outbox.db")
     durability: Literal["full", "normal"] = "full"
+    bytes_max: int = Field(
+        512 * 1024 * 1024, ge=1024 * 1024, description="disk cap; sensor samples are shed first near it"
+    )
     commit_events_max: int = Field(2000, ge=1, le=100_000, description="events per group commit")
     pending_submissions_max: int = Field(
         10_000, ge=1, le=1_000_000, description="appends waiting for a commit before appenders wait"

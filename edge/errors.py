@@ -32,6 +32,10 @@ class OutboxError(EdgeError):
     """The outbox could not store, read or delete events."""
 
 
+class OutboxFullError(OutboxError):
+    """The outbox is at its byte cap and holds only movements: new events are refused, not dropped."""
+
+
 class UplinkError(EdgeError):
     """The stream to the cloud broke."""
 

@@ -8,6 +8,13 @@ Durability (`[outbox] durability`), WAL journal in both modes:
   or an OS crash the commits since the last checkpoint's fsync may roll back. Loss window: up to the
   last few hundred milliseconds of commits. Faster on slow flash.
 
+Disk cap (`[outbox] bytes_max`): above `SHED_AT_FRACTION` of the cap the outbox sheds sensor samples
+first, by halving the oldest half of them (downsampling, never a whole interval), and logs an alarm.
+If only movements are left and the cap is reached, new events are refused with OutboxFullError: the
+source is not acknowledged (a scanner beeps and resends, an MQTT reader redelivers) and nothing is
+dropped silently. Refusal ends once acknowledged deletes bring the size under `RESUME_AT_FRACTION`.
+The seqs of shed samples are gaps the cloud records.
+
 Group commit: appenders put their event on a bounded queue and wait; one writer task takes everything
 queued, assigns each event its `seq` (the integer primary key, monotonic per outbox) and its `event_id`
 (a time-ordered UUIDv7, fixed here once and for all), and commits the group in one transaction. Rows
@@ -31,7 +38,7 @@ import aiosqlite
 from tallyport.v1 import events_pb2
 
 from edge.clock import Clock
-from edge.errors import OutboxError
+from edge.errors import OutboxError, OutboxFullError
 from edge.event_ids import new_event_id
 from edge.outbox.records import (
     DeviceFrame,
@@ -49,6 +56,11 @@ Durability = Literal["full", "normal"]
 COMMIT_EVENTS_MAX_DEFAULT = 2000
 PENDING_SUBMISSIONS_MAX_DEFAULT = 10_000
 CLOSE_TIMEOUT_S = 30.0
+BYTES_MAX_DEFAULT = 512 * 1024 * 1024
+SHED_AT_FRACTION = 0.9
+RESUME_AT_FRACTION = 0.8
+CAPACITY_CHECK_COMMITS = 8  # the size is measured every this many commits, and on every commit while near the cap
+assert RESUME_AT_FRACTION < SHED_AT_FRACTION < 1.0
 
 
 @dataclass
@@ -80,6 +92,7 @@ class Outbox:
         rng: random.Random,
         commit_events_max: int,
         pending_submissions_max: int,
+        bytes_max: int = BYTES_MAX_DEFAULT,
     ) -> None:
         assert commit_events_max >= 1 and pending_submissions_max >= 1
         self._db = db
@@ -97,6 +110,11 @@ class Outbox:
         self._lock = asyncio.Lock()
         self.commits_total = 0
         self.events_total = 0
+        self._bytes_max = bytes_max
+        self._near_cap = False
+        self.full = False  # refusing new events: at the cap with nothing left to shed
+        self.shed_total = 0
+        self.refused_total = 0
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -152,6 +170,8 @@ class Outbox:
                 return
 
     async def _commit_group(self, group: list[_Pending]) -> None:
+        if self.full:
+            group = self._refuse_events(group)
         now_ms = self._clock.unix_ms()
         event_rows: list[tuple[int, str, int, int, bytes]] = []
         quarantine_rows: list[tuple[int, str, str, str, bytes, str]] = []
@@ -194,6 +214,74 @@ class Outbox:
                     item.future.set_result([event.seq for event in item.events])
         if event_rows:
             self.events_committed.set()
+        if self._near_cap or self.commits_total % CAPACITY_CHECK_COMMITS == 0:
+            await self.check_capacity()
+
+    def _refuse_events(self, group: list[_Pending]) -> list[_Pending]:
+        """Fail every submission that carries events; keep quarantine rows and ACK marks (they are tiny)."""
+        kept = []
+        for item in group:
+            if item.events:
+                self.refused_total += len(item.events)
+                item.future.set_exception(
+                    OutboxFullError(f"outbox {self.path} is full ({self._bytes_max} bytes) with movements only")
+                )
+            else:
+                kept.append(item)
+        return kept
+
+    async def used_bytes(self) -> int:
+        """Bytes held by live pages (deleted rows' pages are reused, so the file size alone overstates)."""
+        pages = (await self._fetch("PRAGMA page_count", ()))[0][0]
+        free = (await self._fetch("PRAGMA freelist_count", ()))[0][0]
+        page_size = (await self._fetch("PRAGMA page_size", ()))[0][0]
+        return (int(pages) - int(free)) * int(page_size)
+
+    async def check_capacity(self) -> None:
+        """Shed sensor samples near the cap; refuse new events at the cap when only movements are left."""
+        used = await self.used_bytes()
+        self._near_cap = used >= RESUME_AT_FRACTION * self._bytes_max
+        if used >= SHED_AT_FRACTION * self._bytes_max:
+            shed = await self._shed_sensor_samples()
+            if shed:
+                log.warning(
+                    "outbox near its cap: sensor samples downsampled",
+                    extra={
+                        "used_bytes": used,
+                        "bytes_max": self._bytes_max,
+                        "shed": shed,
+                        "shed_total": self.shed_total,
+                    },
+                )
+            elif used >= self._bytes_max and not self.full:
+                self.full = True
+                log.error(
+                    "outbox full: refusing new events until the cloud acknowledges the backlog",
+                    extra={"used_bytes": used, "bytes_max": self._bytes_max},
+                )
+        elif self.full and used < RESUME_AT_FRACTION * self._bytes_max:
+            self.full = False
+            log.warning("outbox below its cap again: accepting events", extra={"used_bytes": used})
+
+    async def _shed_sensor_samples(self) -> int:
+        """Delete every second sample among the oldest half of the sensor samples; return how many."""
+        sensor_rows = (
+            await self._fetch("SELECT count(*) FROM outbox WHERE event_class = ?", (events_pb2.EVENT_CLASS_SENSOR,))
+        )[0][0]
+        oldest_half = int(sensor_rows) // 2 or int(sensor_rows)
+        if oldest_half == 0:
+            return 0
+        try:
+            async with self._lock:
+                cursor = await self._db.execute(
+                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n"
+                    " FROM outbox WHERE event_class = ? ORDER BY seq LIMIT ?) WHERE n % 2 = 0 OR ? = 1)",
+                    (events_pb2.EVENT_CLASS_SENSOR, oldest_half, int(oldest_half == 1)),
+                )
+        except sqlite3.Error as exc:
+            raise OutboxError(f"outbox {self.path}: shedding failed: {exc}") from exc
+        self.shed_total += cursor.rowcount
+        return cursor.rowcount
 
     async def _write(
         self,
@@ -265,6 +353,8 @@ class Outbox:
                 cursor = await self._db.execute("DELETE FROM outbox WHERE seq <= ?", (seq,))
         except sqlite3.Error as exc:
             raise OutboxError(f"outbox {self.path}: delete failed: {exc}") from exc
+        if self.full and cursor.rowcount:
+            await self.check_capacity()
         return cursor.rowcount
 
     def ensure_seq_after(self, seq: int) -> None:
@@ -371,6 +461,7 @@ async def open_outbox(
     durability: Durability = "full",
     commit_events_max: int = COMMIT_EVENTS_MAX_DEFAULT,
     pending_submissions_max: int = PENDING_SUBMISSIONS_MAX_DEFAULT,
+    bytes_max: int = BYTES_MAX_DEFAULT,
 ) -> AsyncIterator[Outbox]:
     """Open (creating and migrating if needed) the outbox at `path` and run its writer while in use.
 
@@ -399,7 +490,9 @@ async def open_outbox(
             rng=rng,
             commit_events_max=commit_events_max,
             pending_submissions_max=pending_submissions_max,
+            bytes_max=bytes_max,
         )
+        await outbox.check_capacity()
         writer = asyncio.create_task(outbox.run_writer(), name="outbox-writer")
         try:
             yield outbox

@@ -170,6 +170,7 @@ class Uplink:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(outbox.events_committed.wait(), self._settings.idle_check_ms / 1000)
                     continue
+            rows = _contiguous_prefix(rows)
             batch_id = self._next_batch_id
             self._next_batch_id += 1
             message = encode_batch_message(batch_id, [payload for _seq, payload in rows])
@@ -222,6 +223,15 @@ class Uplink:
         await self._outbox.delete_through(ack.committed_through_seq)
         self.events_acked_total += batch.events
         self.acked_through_seq = ack.committed_through_seq
+
+
+def _contiguous_prefix(rows: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """Rows up to the first seq gap: a batch is seq-contiguous; a gap (shed sensor samples) ends it, and
+    the next batch starting past it tells the cloud those seqs are gone."""
+    for index in range(1, len(rows)):
+        if rows[index][0] != rows[index - 1][0] + 1:
+            return rows[:index]
+    return rows
 
 
 async def _write(

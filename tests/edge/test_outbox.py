@@ -7,6 +7,7 @@ import random
 import sqlite3
 from pathlib import Path
 
+import pytest
 from tallyport.v1 import events_pb2
 
 from edge.clock import SystemClock
@@ -121,3 +122,43 @@ async def test_a_failed_commit_reports_outbox_error_and_stores_nothing(tmp_path:
         assert failed.seq == 0
         assert await outbox.append(_event(3)) == 2
         assert (await outbox.stats()).events == 2
+
+
+def _sensor_event(n: int) -> events_pb2.Event:
+    event = _event(n)
+    event.event_class = events_pb2.EVENT_CLASS_SENSOR
+    event.biz_location = "x" * 2000  # make each sample take real space
+    return event
+
+
+async def test_near_the_cap_sensor_samples_are_shed_first_and_movements_kept(tmp_path: Path) -> None:
+    cap = 1024 * 1024
+    async with open_outbox(tmp_path / "o.db", clock=SystemClock(), rng=random.Random(1), bytes_max=cap) as outbox:
+        movements = await outbox.append_many([_event(n) for n in range(50)])
+        for start in range(0, 600, 50):
+            await outbox.append_many([_sensor_event(n) for n in range(start, start + 50)])
+        kept = {event.seq: event.event_class for event in await outbox.list_events(10_000)}
+        assert outbox.shed_total > 0
+        assert all(seq in kept for seq in movements)
+        assert sum(1 for c in kept.values() if c == events_pb2.EVENT_CLASS_SENSOR) < 600
+        assert await outbox.used_bytes() < cap
+        assert not outbox.full
+
+
+async def test_at_the_cap_with_only_movements_new_events_are_refused_not_dropped(tmp_path: Path) -> None:
+    from edge.errors import OutboxFullError
+
+    cap = 1024 * 1024
+    async with open_outbox(tmp_path / "o.db", clock=SystemClock(), rng=random.Random(1), bytes_max=cap) as outbox:
+        with pytest.raises(OutboxFullError):
+            for _ in range(40):
+                await outbox.append_many(
+                    [events_pb2.Event(gateway_id="gw-1", biz_location="y" * 2000) for _ in range(50)]
+                )
+        stored = (await outbox.stats()).events
+        assert outbox.full and outbox.refused_total > 0
+        assert outbox.shed_total == 0  # nothing sheddable: movements are never dropped
+        # The cloud acknowledges the backlog: space frees up and events are accepted again.
+        await outbox.delete_through(stored)
+        assert not outbox.full
+        assert await outbox.append(_event(1)) > stored
