@@ -274,8 +274,9 @@ class Outbox:
         try:
             async with self._lock:
                 cursor = await self._db.execute(
-                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n"
-                    " FROM outbox WHERE event_class = ? ORDER BY seq LIMIT ?) WHERE n % 2 = 0 OR ? = 1)",
+                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM"
+                    " (SELECT seq, row_number() OVER (ORDER BY seq) AS n FROM outbox WHERE event_class = ?"
+                    " ORDER BY seq LIMIT ?) WHERE n % 2 = 0 OR ? = 1)",
                     (events_pb2.EVENT_CLASS_SENSOR, oldest_half, int(oldest_half == 1)),
                 )
         except sqlite3.Error as exc:
