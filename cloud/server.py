@@ -129,7 +129,10 @@ class CloudServer:
         try:
             self.port = server.add_insecure_port(self.config.server.listen)
         except RuntimeError as exc:
-            raise ListenError(f"cannot listen on {self.config.server.listen}: {exc}") from exc
+            raise ListenError(
+                f"cannot listen on {self.config.server.listen} (in use by another server, or not an "
+                f"address of this machine?): {exc}"
+            ) from exc
         await server.start()
         self._server = server
         for name in ("", *SERVICE_NAMES):

@@ -1,0 +1,1 @@
+"""The uplink: validation of events, the exactly-once commit of batches, and the IngestService stream."""

@@ -147,7 +147,7 @@ async def test_serve_runs_until_sigterm_then_stops_cleanly(tmp_path: Path) -> No
                 port = int(found.group(1)) if found else None
             async with aio.insecure_channel(f"127.0.0.1:{port}") as channel:
                 stub = health_pb2_grpc.HealthStub(channel)
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)  # type: ignore[misc]
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=5)
                 assert reply.status == health_pb2.HealthCheckResponse.SERVING
             process.send_signal(signal.SIGTERM)
             rest = (await process.stderr.read()).decode()

@@ -323,7 +323,7 @@ async def test_store_failure_mid_batch_aborts_unavailable_and_commits_nothing(tm
     failing = _FailingStore(store, healthy_batches=1)
     try:
         async with (
-            CloudServer(config, store=failing) as server,  # type: ignore[arg-type]
+            CloudServer(config, store=failing) as server,
             aio.insecure_channel(server.target) as channel,
         ):
             inventory: Any = inventory_pb2_grpc.InventoryServiceStub(channel)

@@ -120,7 +120,8 @@ async def test_quarantine_pages_newest_first(channel: aio.Channel, inventory: An
         event.event_id = ""
         broken.append(event)
     await ingest(channel, broken)
-    seen, token = [], ""
+    seen: list[int] = []
+    token = ""
     while True:
         reply = await inventory.ListQuarantine(inventory_pb2.ListQuarantineRequest(page_size=2, page_token=token))
         seen.extend(entry.seq for entry in reply.entries)
