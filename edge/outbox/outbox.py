@@ -30,7 +30,7 @@ import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -71,8 +71,24 @@ class _Pending:
     rejected: Rejected | None
     marker: FrameMarker | None
     acked_device: str | None
-    # Resolves to the events' seqs, or [quarantine id] for a rejected read, or [] for an ACK mark.
+    # Resolves to the events' seqs, or [quarantine id] for a rejected read, or the journal ids of
+    # journaled reads, or [] for an ACK mark.
     future: asyncio.Future[list[int]]
+    journal_source: str = ""
+    journal_payloads: Sequence[bytes] = ()
+    consumed_journal_ids: Sequence[int] = ()
+
+
+@dataclass
+class _GroupWrite:
+    """Every row one group commit writes, gathered before the transaction opens."""
+
+    events: list[tuple[int, str, int, int, bytes]] = field(default_factory=list)
+    quarantine: list[tuple[int, str, str, str, bytes, str]] = field(default_factory=list)
+    markers: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    acked_devices: list[str] = field(default_factory=list)
+    journal: list[tuple[str, int, bytes]] = field(default_factory=list)
+    consumed_journal_ids: list[int] = field(default_factory=list)
 
 
 class Outbox:
@@ -127,11 +143,34 @@ class Outbox:
         (seq,) = await self._submit(_Pending([event], None, marker, None, self._future()))
         return seq
 
-    async def append_many(self, events: Sequence[events_pb2.Event]) -> list[int]:
-        """Commit several events in one group and return their seqs, in order."""
-        if not events:
+    async def append_many(
+        self, events: Sequence[events_pb2.Event], *, consumed_journal_ids: Sequence[int] = ()
+    ) -> list[int]:
+        """Commit several events in one group and return their seqs, in order.
+
+        `consumed_journal_ids` are journaled reads these events were made from: they leave the journal
+        in the same transaction, so a restart never replays a read whose event is already stored.
+        """
+        if not events and not consumed_journal_ids:
             return []
-        return await self._submit(_Pending(events, None, None, None, self._future()))
+        return await self._submit(
+            _Pending(events, None, None, None, self._future(), consumed_journal_ids=consumed_journal_ids)
+        )
+
+    async def journal_reads(self, source: str, payloads: Sequence[bytes]) -> list[int]:
+        """Commit raw reads to the journal and return their ids; after this their source may be acked."""
+        if not payloads:
+            return []
+        return await self._submit(
+            _Pending((), None, None, None, self._future(), journal_source=source, journal_payloads=payloads)
+        )
+
+    async def journaled_reads(self, after_id: int = 0, limit: int = 10_000) -> list[tuple[int, str, bytes]]:
+        """Reads still in the journal (not yet turned into events), oldest first: (id, source, payload)."""
+        rows = await self._fetch(
+            "SELECT id, source, payload FROM read_journal WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        )
+        return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]
 
     async def quarantine(self, rejected: Rejected, *, marker: FrameMarker | None = None) -> int:
         """Commit a rejected read to the quarantine and return its quarantine id."""
@@ -173,29 +212,28 @@ class Outbox:
         if self.full:
             group = self._refuse_events(group)
         now_ms = self._clock.unix_ms()
-        event_rows: list[tuple[int, str, int, int, bytes]] = []
-        quarantine_rows: list[tuple[int, str, str, str, bytes, str]] = []
-        markers: dict[str, tuple[str, int, int]] = {}
-        acked_devices: list[str] = []
+        rows = _GroupWrite()
         seq = self._next_seq
         for item in group:
             for event in item.events:
                 event.seq = seq
                 if not event.event_id:
                     event.event_id = new_event_id(now_ms, self._rng)
-                event_rows.append((seq, event.event_id, event.event_class, now_ms, event.SerializeToString()))
+                rows.events.append((seq, event.event_id, event.event_class, now_ms, event.SerializeToString()))
                 seq += 1
             if item.rejected is not None:
                 rejected = item.rejected
-                quarantine_rows.append(
+                rows.quarantine.append(
                     (now_ms, rejected.source, rejected.reason_code, rejected.reason, rejected.raw, rejected.digest())
                 )
             if item.acked_device is not None:
-                acked_devices.append(item.acked_device)
+                rows.acked_devices.append(item.acked_device)
             if item.marker is not None:
-                markers[item.marker.device] = (item.marker.raw_sha256, now_ms, 0)
+                rows.markers[item.marker.device] = (item.marker.raw_sha256, now_ms, 0)
+            rows.journal.extend((item.journal_source, now_ms, payload) for payload in item.journal_payloads)
+            rows.consumed_journal_ids.extend(item.consumed_journal_ids)
         try:
-            quarantine_ids = iter(await self._write(event_rows, quarantine_rows, markers, acked_devices))
+            quarantine_ids, journal_ids = await self._write(rows)
         except OutboxError as exc:
             for item in group:
                 for event in item.events:
@@ -205,14 +243,18 @@ class Outbox:
             return
         self._next_seq = seq
         self.commits_total += 1
-        self.events_total += len(event_rows)
+        self.events_total += len(rows.events)
+        quarantine_iter, journal_iter = iter(quarantine_ids), iter(journal_ids)
         for item in group:
-            if not item.future.done():
-                if item.rejected is not None:
-                    item.future.set_result([next(quarantine_ids)])
-                else:
-                    item.future.set_result([event.seq for event in item.events])
-        if event_rows:
+            if item.future.done():
+                continue
+            if item.rejected is not None:
+                item.future.set_result([next(quarantine_iter)])
+            elif item.journal_payloads:
+                item.future.set_result([next(journal_iter) for _ in item.journal_payloads])
+            else:
+                item.future.set_result([event.seq for event in item.events])
+        if rows.events:
             self.events_committed.set()
         if self._near_cap or self.commits_total % CAPACITY_CHECK_COMMITS == 0:
             await self.check_capacity()
@@ -284,61 +326,53 @@ class Outbox:
         self.shed_total += cursor.rowcount
         return cursor.rowcount
 
-    async def _write(
-        self,
-        event_rows: list[tuple[int, str, int, int, bytes]],
-        quarantine_rows: list[tuple[int, str, str, str, bytes, str]],
-        markers: dict[str, tuple[str, int, int]],
-        acked_devices: list[str],
-    ) -> list[int]:
-        db = self._db
+    async def _write(self, rows: _GroupWrite) -> tuple[list[int], list[int]]:
         try:
             async with self._lock:
-                return await self._write_locked(db, event_rows, quarantine_rows, markers, acked_devices)
+                return await self._write_locked(self._db, rows)
         except sqlite3.Error as exc:
             log.error("outbox commit failed", extra={"path": str(self.path), "error": str(exc)})
             raise OutboxError(f"outbox {self.path}: commit failed: {exc}") from exc
 
     @staticmethod
-    async def _write_locked(
-        db: aiosqlite.Connection,
-        event_rows: list[tuple[int, str, int, int, bytes]],
-        quarantine_rows: list[tuple[int, str, str, str, bytes, str]],
-        markers: dict[str, tuple[str, int, int]],
-        acked_devices: list[str],
-    ) -> list[int]:
+    async def _write_locked(db: aiosqlite.Connection, rows: _GroupWrite) -> tuple[list[int], list[int]]:
+        """One transaction; returns the new quarantine ids and journal ids, in submission order."""
         await db.execute("BEGIN IMMEDIATE")
         try:
-            if event_rows:
+            if rows.events:
                 await db.executemany(
                     "INSERT INTO outbox (seq, event_id, event_class, created_at_ms, payload) VALUES (?, ?, ?, ?, ?)",
-                    event_rows,
+                    rows.events,
                 )
-            quarantine_ids = []
-            for row in quarantine_rows:
-                cursor = await db.execute(
-                    "INSERT INTO quarantine (received_at_ms, source, reason_code, reason, raw, raw_sha256)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    row,
+            quarantine_ids = await _insert_many_returning_ids(
+                db,
+                "INSERT INTO quarantine (received_at_ms, source, reason_code, reason, raw, raw_sha256)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                rows.quarantine,
+            )
+            journal_ids = await _insert_many_returning_ids(
+                db, "INSERT INTO read_journal (source, received_at_ms, payload) VALUES (?, ?, ?)", rows.journal
+            )
+            if rows.consumed_journal_ids:
+                await db.executemany(
+                    "DELETE FROM read_journal WHERE id = ?", [(read_id,) for read_id in rows.consumed_journal_ids]
                 )
-                assert cursor.lastrowid is not None
-                quarantine_ids.append(cursor.lastrowid)
-            for device in acked_devices:
+            for device in rows.acked_devices:
                 await db.execute("UPDATE device_frames SET acked = 1 WHERE device = ?", (device,))
-            if markers:
+            if rows.markers:
                 await db.executemany(
                     "INSERT INTO device_frames (device, raw_sha256, committed_at_ms, acked)"
                     " VALUES (?, ?, ?, ?) ON CONFLICT(device) DO UPDATE SET"
                     " raw_sha256 = excluded.raw_sha256, committed_at_ms = excluded.committed_at_ms,"
                     " acked = excluded.acked",
-                    [(device, *values) for device, values in markers.items()],
+                    [(device, *values) for device, values in rows.markers.items()],
                 )
             await db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 await db.execute("ROLLBACK")
             raise
-        return quarantine_ids
+        return quarantine_ids, journal_ids
 
     # -- reading and acknowledging ---------------------------------------------------------------
 
@@ -423,6 +457,21 @@ class Outbox:
     async def close_writer(self) -> None:
         """Ask the writer to stop once everything queued before now is committed."""
         await self._queue.put(None)
+
+
+async def _insert_many_returning_ids(
+    db: aiosqlite.Connection, sql: str, rows: Sequence[tuple[object, ...]]
+) -> list[int]:
+    """Insert rows into an AUTOINCREMENT table and return their ids.
+
+    Inside our BEGIN IMMEDIATE transaction nobody else writes, so the ids are consecutive and end at
+    last_insert_rowid(): one statement for the lot instead of one round trip per row.
+    """
+    if not rows:
+        return []
+    await db.executemany(sql, rows)
+    last = int(next(iter(await db.execute_fetchall("SELECT last_insert_rowid()", ())))[0])
+    return list(range(last - len(rows) + 1, last + 1))
 
 
 async def _migrate(db: aiosqlite.Connection, path: Path) -> None:

@@ -40,4 +40,15 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     );
     """,
+    # 2: the read journal. Reads that only become an event later (RFID reads inside an open portal
+    # session) are committed here first so their source can be acknowledged at once; the commit that
+    # stores the events they produced deletes them, so a restart replays exactly the unconsumed ones.
+    """
+    CREATE TABLE read_journal (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL,
+        payload BLOB NOT NULL
+    );
+    """,
 )

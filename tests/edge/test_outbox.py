@@ -162,3 +162,29 @@ async def test_at_the_cap_with_only_movements_new_events_are_refused_not_dropped
         await outbox.delete_through(stored)
         assert not outbox.full
         assert await outbox.append(_event(1)) > stored
+
+
+async def test_journaled_reads_leave_only_with_the_events_they_became(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    async with open_outbox(path, clock=SystemClock(), rng=random.Random(1)) as outbox:
+        ids = await outbox.journal_reads("reader-1", [b"read-a", b"read-b", b"read-c"])
+        more = await outbox.journal_reads("reader-2", [b"read-d"])
+        assert ids == [1, 2, 3] and more == [4]
+        await outbox.append_many([_event(1)], consumed_journal_ids=ids[:2])
+    async with open_outbox(path, clock=SystemClock(), rng=random.Random(1)) as outbox:
+        left = await outbox.journaled_reads()
+        assert left == [(3, "reader-1", b"read-c"), (4, "reader-2", b"read-d")]
+        assert (await outbox.stats()).events == 1
+
+
+async def test_a_failed_commit_keeps_the_journal_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    async with open_outbox(path, clock=SystemClock(), rng=random.Random(1)) as outbox:
+        ids = await outbox.journal_reads("reader-1", [b"read-a"])
+        with sqlite3.connect(path) as other:
+            other.execute("CREATE TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'io'); END")
+        from edge.errors import OutboxError
+
+        with pytest.raises(OutboxError):
+            await outbox.append_many([_event(1)], consumed_journal_ids=ids)
+        assert [row[0] for row in await outbox.journaled_reads()] == ids
