@@ -88,7 +88,9 @@ def decode_epc(epc_hex: str) -> DecodedEpc:
     echo = epc_hex[:_ECHO_LENGTH_MAX].upper()
     if len(epc_hex) > EPC_HEX_LENGTH_MAX:
         return _invalid(
-            echo, f"{len(epc_hex)} characters; an EPC bank holds at most {EPC_BITS_MAX} bits ({EPC_HEX_LENGTH_MAX} hex digits)"
+            echo,
+            f"{len(epc_hex)} characters; an EPC bank holds at most {EPC_BITS_MAX} bits "
+            f"({EPC_HEX_LENGTH_MAX} hex digits)",
         )
     if not _HEX.fullmatch(epc_hex):
         return _invalid(echo, "not hexadecimal (only 0-9 and A-F are allowed)")

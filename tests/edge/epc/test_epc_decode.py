@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import epcpy
 import pytest
 from epcpy.epc_schemes import giai as epcpy_giai
 from epcpy.epc_schemes import grai as epcpy_grai
 from epcpy.epc_schemes import sgln as epcpy_sgln
 from epcpy.epc_schemes import sgtin as epcpy_sgtin
 from epcpy.epc_schemes import sscc as epcpy_sscc
+from epcpy.utils.common import ConvertException
+from epcpy.utils.parsers import hex_to_tag_encodable
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -28,11 +29,51 @@ from edge.epc.partitions import SCHEMES_96
 
 # standards.md §1.2, written out again so that a typo in edge/epc/partitions.py cannot hide: (M, L, N, K).
 TABLES = {
-    "sgtin-96": [(40, 12, 4, 1), (37, 11, 7, 2), (34, 10, 10, 3), (30, 9, 14, 4), (27, 8, 17, 5), (24, 7, 20, 6), (20, 6, 24, 7)],
-    "sscc-96": [(40, 12, 18, 5), (37, 11, 21, 6), (34, 10, 24, 7), (30, 9, 28, 8), (27, 8, 31, 9), (24, 7, 34, 10), (20, 6, 38, 11)],
-    "sgln-96": [(40, 12, 1, 0), (37, 11, 4, 1), (34, 10, 7, 2), (30, 9, 11, 3), (27, 8, 14, 4), (24, 7, 17, 5), (20, 6, 21, 6)],
-    "grai-96": [(40, 12, 4, 0), (37, 11, 7, 1), (34, 10, 10, 2), (30, 9, 14, 3), (27, 8, 17, 4), (24, 7, 20, 5), (20, 6, 24, 6)],
-    "giai-96": [(40, 12, 42, 13), (37, 11, 45, 14), (34, 10, 48, 15), (30, 9, 52, 16), (27, 8, 55, 17), (24, 7, 58, 18), (20, 6, 62, 19)],
+    "sgtin-96": [
+        (40, 12, 4, 1),
+        (37, 11, 7, 2),
+        (34, 10, 10, 3),
+        (30, 9, 14, 4),
+        (27, 8, 17, 5),
+        (24, 7, 20, 6),
+        (20, 6, 24, 7),
+    ],
+    "sscc-96": [
+        (40, 12, 18, 5),
+        (37, 11, 21, 6),
+        (34, 10, 24, 7),
+        (30, 9, 28, 8),
+        (27, 8, 31, 9),
+        (24, 7, 34, 10),
+        (20, 6, 38, 11),
+    ],
+    "sgln-96": [
+        (40, 12, 1, 0),
+        (37, 11, 4, 1),
+        (34, 10, 7, 2),
+        (30, 9, 11, 3),
+        (27, 8, 14, 4),
+        (24, 7, 17, 5),
+        (20, 6, 21, 6),
+    ],
+    "grai-96": [
+        (40, 12, 4, 0),
+        (37, 11, 7, 1),
+        (34, 10, 10, 2),
+        (30, 9, 14, 3),
+        (27, 8, 17, 4),
+        (24, 7, 20, 5),
+        (20, 6, 24, 6),
+    ],
+    "giai-96": [
+        (40, 12, 42, 13),
+        (37, 11, 45, 14),
+        (34, 10, 48, 15),
+        (30, 9, 52, 16),
+        (27, 8, 55, 17),
+        (24, 7, 58, 18),
+        (20, 6, 62, 19),
+    ],
 }
 HEADERS = {"sgtin-96": 0x30, "sscc-96": 0x31, "sgln-96": 0x32, "grai-96": 0x33, "giai-96": 0x34}
 THIRD_BITS = {"sgtin-96": 38, "sscc-96": 24, "sgln-96": 41, "grai-96": 38, "giai-96": 0}
@@ -73,7 +114,10 @@ def test_partition_tables_match_the_standard_and_epcpy() -> None:
     }
     for header, scheme in SCHEMES_96.items():
         assert HEADERS[scheme.name] == header
-        ours = [(p.company_prefix_bits, p.company_prefix_digits, p.reference_bits, p.reference_digits) for p in scheme.partitions]
+        ours = [
+            (p.company_prefix_bits, p.company_prefix_digits, p.reference_bits, p.reference_digits)
+            for p in scheme.partitions
+        ]
         assert ours == TABLES[scheme.name]
         theirs = [(row["M"], row["L"], row["N"], row["K"]) for _, row in sorted(epcpy_tables[scheme.name].items())]
         assert ours == theirs
@@ -201,9 +245,18 @@ def test_partition_7_is_invalid_with_the_scheme_named(scheme: str) -> None:
 @pytest.mark.parametrize(
     ("epc_hex", "reason"),
     [
-        (encode("sgtin-96", 0, 6, 10**6, 0, 0), "sgtin-96: company prefix 1000000 is wider than the 6 digits partition 6 allows"),
-        (encode("sgtin-96", 0, 0, 0, 10, 0), "sgtin-96: indicator and item reference 10 is wider than the 1 digits partition 0 allows"),
-        (encode("sgln-96", 0, 0, 0, 1, 0), "sgln-96: location reference 1 is wider than the 0 digits partition 0 allows"),
+        (
+            encode("sgtin-96", 0, 6, 10**6, 0, 0),
+            "sgtin-96: company prefix 1000000 is wider than the 6 digits partition 6 allows",
+        ),
+        (
+            encode("sgtin-96", 0, 0, 0, 10, 0),
+            "sgtin-96: indicator and item reference 10 is wider than the 1 digits partition 0 allows",
+        ),
+        (
+            encode("sgln-96", 0, 0, 0, 1, 0),
+            "sgln-96: location reference 1 is wider than the 0 digits partition 0 allows",
+        ),
         (encode("sscc-96", 0, 5, 614141, 1, 1), "sscc-96: the 24 unallocated bits must be zero, got 0x1"),
     ],
 )
@@ -318,7 +371,9 @@ def epc_fields(draw: st.DrawFn) -> Fields:
     if scheme == "sscc-96":
         third = draw(st.one_of(st.just(0), st.just(0), st.integers(0, 2**third_bits - 1)))
     else:
-        third = draw(st.one_of(st.integers(0, max(2**third_bits - 1, 0)), st.just(max(2**third_bits - 1, 0)), st.just(0)))
+        third = draw(
+            st.one_of(st.integers(0, max(2**third_bits - 1, 0)), st.just(max(2**third_bits - 1, 0)), st.just(0))
+        )
     return Fields(scheme, draw(st.integers(0, 7)), partition, company_prefix, reference, third)
 
 
@@ -343,8 +398,8 @@ def _tdt_forbids(fields: Fields) -> str:
 
 def _epcpy_decode(epc_hex: str) -> object | None:
     try:
-        return epcpy.hex_to_tag_encodable(epc_hex)
-    except epcpy.ConvertException:
+        return hex_to_tag_encodable(epc_hex)
+    except ConvertException:
         return None
 
 
