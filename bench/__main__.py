@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bench import edge_ingest, uplink_throughput
+from bench import edge_ingest, modbus_rtu_polls, uplink_throughput
 
 
 def main() -> None:
@@ -14,6 +14,7 @@ def main() -> None:
     options = parser.parse_args()
     asyncio.run(edge_ingest.run(quick=options.quick))
     asyncio.run(uplink_throughput.run(quick=options.quick))
+    asyncio.run(modbus_rtu_polls.run(quick=options.quick))
 
 
 if __name__ == "__main__":

@@ -138,6 +138,7 @@ def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
             "tallyport-cloud serve",
             "tallyport-cloud serve --config cloud.toml",
             "tallyport-cloud serve --listen 0.0.0.0:50051 --db /var/lib/tallyport/cloud.db",
+            "tallyport-cloud serve --listen 0.0.0.0:50051 --store-dsn postgresql://tallyport@db:5432/tallyport",
         ],
     )
     serve_parser.add_argument("--config", type=Path, metavar="FILE", help="cloud.toml to read (optional)")
@@ -145,6 +146,12 @@ def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
     serve_parser.add_argument("--db", metavar="PATH", help="SQLite file (default var/cloud.db)")
     serve_parser.add_argument(
         "--durability", choices=["full", "normal"], help="full: survive power loss; normal: survive a crash"
+    )
+    serve_parser.add_argument(
+        "--store-dsn",
+        metavar="DSN",
+        help="store in this PostgreSQL database instead of SQLite (sets [store] backend = postgres), "
+        "e.g. postgresql://tallyport@db:5432/tallyport; the password belongs in PGPASSWORD or ~/.pgpass",
     )
 
 
@@ -268,6 +275,8 @@ def _serve(args: argparse.Namespace) -> int:
             ("server", "listen"): args.listen,
             ("store", "path"): args.db,
             ("store", "durability"): args.durability,
+            ("store", "dsn"): args.store_dsn,
+            ("store", "backend"): None if args.store_dsn is None else "postgres",
         }.items()
         if value is not None
     }

@@ -5,20 +5,32 @@
     shutdown_grace_ms = 5000         # how long in-flight RPCs may finish on SIGTERM
 
     [store]
+    backend = "sqlite"               # "sqlite": one embedded file, one aggregator (a site)
+                                     # "postgres": a PostgreSQL database shared by several aggregators
+    operation_timeout_ms = 10000     # bound on any one store transaction or query (both backends)
+    # backend = "sqlite":
     path = "var/cloud.db"            # SQLite file, relative to the working directory
     durability = "full"              # "full": a committed batch survives power loss
                                      # "normal": survives a process crash; the last commits
                                      #           may roll back on power loss or an OS crash
-    operation_timeout_ms = 10000     # bound on any one store transaction or query
+    # backend = "postgres":
+    dsn = ""                         # "postgresql://USER@HOST:5432/DATABASE"; keep the password in
+                                     # PGPASSWORD or ~/.pgpass rather than here
+    schema = "tallyport"             # the PostgreSQL schema holding the tables (created if missing)
+    pool_connections_min = 1         # connections kept open per aggregator
+    pool_connections_max = 10        # at most this many per aggregator
+    pool_acquire_timeout_ms = 5000   # how long a transaction or query waits for a free connection
+    connect_timeout_ms = 10000       # how long to wait for the database when connecting
 
     [ingest]
     max_batch_events = 2000          # events per EventBatch (told to the edge in Welcome)
     max_unacked_batches = 8          # the edge's window of batches in flight (told in Welcome)
     max_message_bytes = 4194304      # largest gRPC message the server accepts
 
-Flags given on the command line override the file. A wrong key or value fails at start
-with the file, the key and what was expected:
-`cloud.toml: [ingest].max_batch_events: expected an integer from 1 to 10000, got 'abc'`.
+Flags given on the command line override the file (`--store-dsn` also sets backend =
+"postgres"). A wrong key or value fails at start with the file, the key and what was expected:
+`cloud.toml: [ingest].max_batch_events: expected an integer from 1 to 10000, got 'abc'`,
+`cloud.toml: [store].dsn: required when backend = "postgres"; ...`.
 """
 
 from __future__ import annotations
@@ -31,8 +43,9 @@ from typing import Any, Literal, get_args, get_origin
 
 import annotated_types
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from cloud.errors import ConfigError
 
@@ -44,6 +57,19 @@ MAX_BATCH_EVENTS_LIMIT = 10_000
 MAX_MESSAGE_BYTES_LIMIT = 64 * 1024 * 1024
 MIN_MESSAGE_BYTES = 64 * 1024
 assert MIN_MESSAGE_BYTES <= 4 * 1024 * 1024 <= MAX_MESSAGE_BYTES_LIMIT
+
+# Connections one aggregator may hold; PostgreSQL's own default max_connections is 100.
+POOL_CONNECTIONS_LIMIT = 1000
+_SCHEMA_PATTERN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_DSN_PREFIXES = ("postgresql://", "postgres://")
+_DSN_EXAMPLE = "'postgresql://USER@HOST:5432/DATABASE'"
+# A rule that involves more than a field's type and range: its message is reported as is.
+_RULE_ERROR = "tallyport_rule"
+# A DSN's password (URI "scheme://user:PASSWORD@", or key=value "password=PASSWORD"), hidden in messages.
+_DSN_PASSWORDS = (
+    re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:/*[^:/@\s]*:)[^@\s]*@"),
+    re.compile(r"(password\s*=\s*)\S+"),
+)
 
 _LISTEN_PATTERN = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})$")
 
@@ -72,11 +98,52 @@ class ServerSection(_Section):
 
 
 class StoreSection(_Section):
-    """`[store]`: the SQLite file and its durability."""
+    """`[store]`: which store, and its settings: the SQLite file, or the PostgreSQL database."""
 
+    backend: Literal["sqlite", "postgres"] = "sqlite"
     path: str = Field(default="var/cloud.db", min_length=1)
     durability: Literal["full", "normal"] = "full"
     operation_timeout_ms: int = Field(default=10_000, ge=100, le=600_000)
+    dsn: str = Field(default="", validate_default=True)
+    # "schema" is the key; the attribute is schema_name because BaseModel already has `schema`.
+    schema_name: str = Field(
+        default="tallyport",
+        alias="schema",
+        json_schema_extra={"expected": "a schema name matching ^[a-z_][a-z0-9_]{0,62}$, e.g. 'tallyport'"},
+    )
+    pool_connections_min: int = Field(default=1, ge=0, le=POOL_CONNECTIONS_LIMIT)
+    pool_connections_max: int = Field(default=10, ge=1, le=POOL_CONNECTIONS_LIMIT)
+    pool_acquire_timeout_ms: int = Field(default=5_000, ge=100, le=600_000)
+    connect_timeout_ms: int = Field(default=10_000, ge=1_000, le=600_000)
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn_fits_the_backend(cls, value: str, info: ValidationInfo) -> str:
+        backend = info.data.get("backend")
+        if backend == "postgres" and not value:
+            raise PydanticCustomError(_RULE_ERROR, f'required when backend = "postgres"; expected e.g. {_DSN_EXAMPLE}')
+        if backend == "sqlite" and value:
+            raise PydanticCustomError(_RULE_ERROR, 'only used with backend = "postgres" (backend is "sqlite")')
+        if value and not value.startswith(_DSN_PREFIXES):
+            raise PydanticCustomError(
+                _RULE_ERROR, f"expected a URI starting with postgresql://, e.g. {_DSN_EXAMPLE}, got {_show(value)}"
+            )
+        return value
+
+    @field_validator("schema_name")
+    @classmethod
+    def _schema_is_plain(cls, value: str) -> str:
+        if _SCHEMA_PATTERN.match(value) is None:
+            raise ValueError("not a plain schema name")
+        return value
+
+    @field_validator("pool_connections_max")
+    @classmethod
+    def _pool_max_covers_min(cls, value: int, info: ValidationInfo) -> int:
+        lowest = info.data.get("pool_connections_min")
+        if lowest is not None and value < lowest:
+            raise PydanticCustomError(_RULE_ERROR, f"expected at least pool_connections_min ({lowest}), got {value}")
+        return value
 
 
 class IngestSection(_Section):
@@ -100,6 +167,7 @@ FLAG_NAMES: Mapping[tuple[str, str], str] = {
     ("server", "listen"): "--listen",
     ("store", "path"): "--db",
     ("store", "durability"): "--durability",
+    ("store", "dsn"): "--store-dsn",
 }
 
 
@@ -149,10 +217,12 @@ def _describe_error(error: Any, source: str, overridden: set[tuple[str, str]]) -
         where = f"{FLAG_NAMES.get((section, key), f'[{section}].{key}')}"
     section_model = CloudConfig.model_fields[section].annotation
     assert isinstance(section_model, type) and issubclass(section_model, _Section)
-    field = section_model.model_fields.get(key)
+    keys = {field.alias or name: field for name, field in section_model.model_fields.items()}
+    field = keys.get(key)
     if error["type"] == "extra_forbidden" or field is None:
-        known = ", ".join(section_model.model_fields)
-        return f"{where}: unknown key; expected one of {known}"
+        return f"{where}: unknown key; expected one of {', '.join(keys)}"
+    if error["type"] == _RULE_ERROR:
+        return f"{where}: {error['msg']}"
     return f"{where}: expected {_expected(field)}, got {got}"
 
 
@@ -186,4 +256,6 @@ def _expected(field: FieldInfo) -> str:
 
 def _show(value: Any) -> str:
     text = repr(value)
+    for pattern, replacement in zip(_DSN_PASSWORDS, (r"\1***@", r"\1***"), strict=True):
+        text = pattern.sub(replacement, text)  # never echo a DSN's password
     return text if len(text) <= 60 else text[:57] + "..."

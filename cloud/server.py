@@ -3,6 +3,7 @@
 Programmatic use (tests start it on port 0 and ask which port it bound):
 
     config = CloudConfig.model_validate({"server": {"listen": "127.0.0.1:0"}, "store": {"path": "x.db"}})
+    # or "store": {"backend": "postgres", "dsn": "postgresql://tallyport@db:5432/tallyport"}
     async with CloudServer(config) as server:
         channel = grpc.aio.insecure_channel(server.target)
         ...
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -34,7 +34,7 @@ from cloud.errors import ListenError
 from cloud.ingest.service import IngestService
 from cloud.query.service import InventoryService
 from cloud.store import Store
-from cloud.store.sqlite_store import SqliteStore
+from cloud.store.factory import describe_store, open_store
 from cloud.timestamps import Clock, system_clock_us
 
 __all__ = ["SERVICE_NAMES", "CloudServer", "serve"]
@@ -84,11 +84,7 @@ class CloudServer:
         assert self._server is None, "start() called twice"
         store = self._given_store
         if store is None:
-            store = await SqliteStore.open(
-                Path(self.config.store.path),
-                self.config.store.durability,
-                operation_timeout_ms=self.config.store.operation_timeout_ms,
-            )
+            store = await open_store(self.config.store)
         self._store = store
         try:
             await self._start_server(store)
@@ -100,8 +96,7 @@ class CloudServer:
             extra={
                 "listen": self.config.server.listen,
                 "port": self.port,
-                "store": self.config.store.path if self._given_store is None else type(store).__name__,
-                "durability": self.config.store.durability,
+                "store": describe_store(self.config.store) if self._given_store is None else type(store).__name__,
                 "max_batch_events": self.config.ingest.max_batch_events,
             },
         )

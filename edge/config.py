@@ -15,8 +15,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from tallyport.v1 import events_pb2
 
+from edge.drivers.impinj_reader.config import ImpinjReaderConfig
+from edge.drivers.modbus_bus.config import ModbusBusConfig
+from edge.drivers.modbus_bus.profiles import PROFILES_DIR_DEFAULT, DeviceProfile, load_profiles_for_bus
+from edge.drivers.mqtt_sensor.config import MqttSensorConfig
 from edge.drivers.scanner.config import ScannerConfig
+from edge.drivers.zebra_reader.config import ZebraReaderConfig
 from edge.errors import ConfigError
+from edge.pipeline.portal_config import PortalConfig, portal_references_problems
+from edge.pipeline.sensor_policy import SensorPolicy
 
 GATEWAY_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 
@@ -67,6 +74,12 @@ class UplinkSection(_Section):
         return self
 
 
+class FirmwareSection(_Section):
+    """`[firmware]`: where device profiles live."""
+
+    modbus_profiles_dir: Path = PROFILES_DIR_DEFAULT
+
+
 class LogSection(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -111,29 +124,66 @@ class GatewayConfig(_Section):
     outbox: OutboxSection = OutboxSection()
     uplink: UplinkSection = UplinkSection()
     log: LogSection = LogSection()
+    firmware: FirmwareSection = FirmwareSection()
+    sensor_policy: SensorPolicy = SensorPolicy()
     read_point: list[ReadPointConfig] = Field(default_factory=list)
+    # One list per shipped driver: the table name is the driver's folder under edge/drivers/.
     scanner: list[ScannerConfig] = Field(default_factory=list)
+    zebra_reader: list[ZebraReaderConfig] = Field(default_factory=list)
+    impinj_reader: list[ImpinjReaderConfig] = Field(default_factory=list)
+    modbus_bus: list[ModbusBusConfig] = Field(default_factory=list)
+    mqtt_sensor: list[MqttSensorConfig] = Field(default_factory=list)
+    portal: list[PortalConfig] = Field(default_factory=list)
+
+    def device_names(self) -> list[str]:
+        names = [device.name for device in self.scanner]
+        names += [reader.name for reader in self.zebra_reader]
+        names += [reader.name for reader in self.impinj_reader]
+        names += [device.name for device in self.mqtt_sensor]
+        names += [bus.name for bus in self.modbus_bus]
+        names += [device.name for bus in self.modbus_bus for device in bus.devices]
+        return names
 
     @model_validator(mode="after")
     def _references_resolve(self) -> GatewayConfig:
         names = [point.name for point in self.read_point]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"read_point names must be unique, repeated: {', '.join(duplicates)}")
-        devices = [scanner.name for scanner in self.scanner]
-        duplicates = sorted({name for name in devices if devices.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"device names must be unique, repeated: {', '.join(duplicates)}")
-        for index, scanner in enumerate(self.scanner):
-            if scanner.read_point not in names:
+        _require_unique("read_point names", names)
+        _require_unique("device names", self.device_names())
+        _require_unique("portal names", [portal.name for portal in self.portal])
+        references = [(f"scanner[{i}].read_point", s.read_point) for i, s in enumerate(self.scanner)]
+        references += [(f"mqtt_sensor[{i}].read_point", m.read_point) for i, m in enumerate(self.mqtt_sensor)]
+        references += [
+            (f"modbus_bus[{i}].devices[{j}].read_point", device.read_point)
+            for i, bus in enumerate(self.modbus_bus)
+            for j, device in enumerate(bus.devices)
+        ]
+        for key, name in references:
+            if name not in names:
                 raise ValueError(
-                    f"scanner[{index}].read_point: expected one of the [[read_point]] names "
-                    f"({', '.join(names) or 'none defined'}), got {scanner.read_point!r}"
+                    f"{key}: expected one of the [[read_point]] names ({', '.join(names) or 'none defined'}), "
+                    f"got {name!r}"
                 )
+        problems = portal_references_problems(self.portal, names)
+        readers = {reader.name for reader in self.zebra_reader} | {reader.name for reader in self.impinj_reader}
+        for index, portal in enumerate(self.portal):
+            unknown = sorted(set(portal.readers) - readers)
+            if unknown:
+                problems.append(
+                    f"portal[{index}].readers: expected names of [[zebra_reader]] or [[impinj_reader]] tables "
+                    f"({', '.join(sorted(readers)) or 'none defined'}), got {', '.join(unknown)}"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def read_point_named(self, name: str) -> ReadPointConfig:
         return next(point for point in self.read_point if point.name == name)
+
+
+def _require_unique(what: str, names: list[str]) -> None:
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"{what} must be unique, repeated: {', '.join(duplicates)}")
 
 
 def _location(loc: tuple[int | str, ...]) -> str:
@@ -166,6 +216,14 @@ def parse_config(text: str, source: str = "<config>") -> GatewayConfig:
         return GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(source, exc)) from exc
+
+
+def load_modbus_profiles(config: GatewayConfig) -> dict[str, dict[str, DeviceProfile]]:
+    """The device profiles each Modbus bus names, per bus; ConfigError names the bus, device and file."""
+    return {
+        bus.name: load_profiles_for_bus(bus, config.firmware.modbus_profiles_dir, source=f"modbus_bus[{index}]")
+        for index, bus in enumerate(config.modbus_bus)
+    }
 
 
 def load_config(path: Path) -> GatewayConfig:

@@ -53,3 +53,6 @@ def configure_logging(level: str, fmt: Literal["text", "json"] = "text") -> None
     # Library chatter stays out of an operator's log unless asked for.
     for noisy in ("aiosqlite", "grpc", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # pymodbus logs an ERROR for every unanswered request: one dead sensor would flood the log. The
+    # bus driver reports availability changes itself, once each.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

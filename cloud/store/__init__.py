@@ -2,8 +2,9 @@
 
 The ingest logic (dedupe, gaps, high-water mark, projections) lives once in
 `cloud.ingest.commit` and talks to an `IngestTransaction`; a store only provides atomic
-primitives. A PostgreSQL store implements these two Protocols and nothing in the services
-changes.
+primitives. `PostgresStore` (`cloud.store.postgres_store`, shared by several aggregators)
+implements the same two Protocols and nothing in the services changes;
+`cloud.store.factory.open_store` opens the one `[store] backend` names.
 """
 
 from __future__ import annotations
@@ -91,7 +92,12 @@ class Store(Protocol):
     """The operations the ingest and query services use."""
 
     def ingest_transaction(self) -> AbstractAsyncContextManager[IngestTransaction]:
-        """A write transaction, serialised with every other, bounded in time; commits on clean exit."""
+        """A write transaction, bounded in time, that commits on clean exit.
+
+        It is serialised with every other that reads the same stream state or positions
+        (SQLite: with every other). Call `stream_state` before `save_stream_state`: that read
+        is what locks the stream.
+        """
         ...
 
     async def get_position(self, key: str) -> PositionRecord | None:

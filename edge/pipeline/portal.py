@@ -76,7 +76,7 @@ import zoneinfo
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from tallyport.v1 import events_pb2
@@ -391,6 +391,19 @@ class PortalEngine:
     def held_passes(self) -> int:
         """Finished passes waiting for a neighbour's session to end."""
         return len(self._held)
+
+    def pending_since(self) -> datetime | None:
+        """Gateway time from which fed reads may still be waiting in an open session or a held pass.
+
+        Every read that arrived before it has become part of a returned pass or was dropped, so the
+        caller may forget it (e.g. delete it from a read journal). None when nothing is pending;
+        `datetime.min` (UTC) while an orphan rejected read waits for the next release.
+        """
+        if any(state.orphan_rejected for state in self._portals.values()):
+            return datetime.min.replace(tzinfo=UTC)
+        opened = [state.session.opened_arrival for state in self._portals.values() if state.session is not None]
+        opened += [closed.session.opened_arrival for closed in self._held]
+        return min(opened, default=None)
 
     def counters(self) -> dict[str, dict[str, int]]:
         """Counts per portal name (reads, reads_outside_session, gpi_edges, sessions, passes, epcs_accepted,

@@ -14,26 +14,12 @@ import zoneinfo
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
 from tallyport.v1 import events_pb2
 
 from edge.config import ReadPointConfig
 from edge.pipeline.reads import SensorReading
 from edge.pipeline.scan_events import offset_minutes
-
-
-class SensorPolicy(BaseModel):
-    """`[sensor_policy]`: when a reading is worth an event."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    temperature_deadband_cel: float = Field(0.2, ge=0)
-    humidity_deadband_percent: float = Field(1.0, ge=0)
-    interval_ms_min: int = Field(10_000, ge=0, description="no two events of one measurement closer than this")
-    interval_ms_max: int = Field(300_000, ge=1000, description="an event at least this often (heartbeat)")
-
-    def deadband(self, measurement: str) -> float:
-        return self.temperature_deadband_cel if measurement == "Temperature" else self.humidity_deadband_percent
+from edge.pipeline.sensor_policy import SensorPolicy
 
 
 @dataclass

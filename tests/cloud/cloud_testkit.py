@@ -1,19 +1,22 @@
-"""Helpers for the cloud tests: valid events on demand, and a gateway-side uplink client."""
+"""Helpers for the cloud tests: valid events on demand, a gateway-side uplink client, store configs."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import psycopg
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
+from psycopg import sql
 from tallyport.v1 import events_pb2, ingest_pb2, ingest_pb2_grpc
 
 from cloud.config import CloudConfig
 from cloud.ingest.validation import gs1_check_digit
+from cloud.store import Store
 
 GATEWAY = "gw-dock4"
 OUTBOX = "outbox-1"
@@ -22,6 +25,11 @@ STORAGE = "urn:tallyport:loc:dc1:aisle-7"
 READ_POINT = "urn:tallyport:rp:dc1:door-4"
 # 2025-01-31T12:00:00Z: a plausible event time.
 BASE_TIME_S = 1_738_324_800
+# `await opener(**store_settings)`: the store under test (the `open_test_store` fixture).
+StoreOpener = Callable[..., Awaitable[Store]]
+# Statements the tests send PostgreSQL on the side must not hang on a lock a broken test left behind.
+ADMIN_STATEMENT_TIMEOUT_MS = 10_000
+ADMIN_CONNECT_TIMEOUT_S = 3
 
 
 def gtin(data_digits: str) -> str:
@@ -98,12 +106,17 @@ def make_events(first_seq: int, count: int, **fields: Any) -> list[events_pb2.Ev
     return [make_event(seq, **fields) for seq in range(first_seq, first_seq + count)]
 
 
-def cloud_config(tmp_path: Path, **ingest: int) -> CloudConfig:
-    """A config on port 0 with its database in `tmp_path`."""
+def sqlite_section(directory: Path) -> dict[str, Any]:
+    """The `[store]` table of a SQLite store in `directory`."""
+    return {"backend": "sqlite", "path": str(directory / "cloud.db"), "durability": "full"}
+
+
+def cloud_config(store: Mapping[str, Any], **ingest: int) -> CloudConfig:
+    """A config on port 0 with the `[store]` table `store` (the `store_section` fixture, or `sqlite_section`)."""
     return CloudConfig.model_validate(
         {
             "server": {"listen": "127.0.0.1:0", "shutdown_grace_ms": 1000},
-            "store": {"path": str(tmp_path / "cloud.db"), "durability": "full"},
+            "store": dict(store),
             "ingest": ingest,
         }
     )
@@ -155,3 +168,11 @@ class Uplink:
         """Half-close and wait for the server to end the stream."""
         await self.call.done_writing()
         await self.call.code()
+
+
+def admin_execute(dsn: str, statement: sql.Composable, parameters: Any = None) -> list[tuple[Any, ...]]:
+    """Run one statement on a PostgreSQL connection of its own, bounded; return its rows, if any."""
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=ADMIN_CONNECT_TIMEOUT_S) as connection:
+        connection.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(ADMIN_STATEMENT_TIMEOUT_MS)))
+        cursor = connection.execute(statement, parameters)
+        return cursor.fetchall() if cursor.description else []

@@ -1,4 +1,8 @@
-"""`tallyport-cloud`: help, queries against a live server (as a subprocess), errors and `serve`."""
+"""`tallyport-cloud`: help, queries against a live server (as a subprocess), errors and `serve`.
+
+The queries do not depend on the store: the `cloud` fixture runs on SQLite only here; `serve`
+is also run on PostgreSQL, chosen by `--store-dsn`.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,22 @@ import sys
 from pathlib import Path
 
 import pytest
-from cloud_testkit import DOCK, GTIN_A, Uplink, item, make_event
+from cloud_testkit import DOCK, GTIN_A, Uplink, admin_execute, item, make_event
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from psycopg import sql
 
 from cloud.cli import main
 from cloud.server import CloudServer
+from cloud.store.postgres_schema import SCHEMA_VERSION
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLI_TIMEOUT_S = 60.0
+
+
+@pytest.fixture
+def store_backend() -> str:
+    return "sqlite"
 
 
 async def run_cli(*args: str) -> tuple[int, str, str]:
@@ -123,7 +134,8 @@ def test_bad_config_exits_two_naming_the_key(tmp_path: Path, capsys: pytest.Capt
     assert f"{config}: [ingest].max_batch_events: expected an integer" in capsys.readouterr().err
 
 
-async def test_serve_runs_until_sigterm_then_stops_cleanly(tmp_path: Path) -> None:
+async def serve_until_sigterm(*args: str) -> str:
+    """Run `serve` with `args` on port 0, check it answers health, SIGTERM it; return its stderr after the stop."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -131,8 +143,7 @@ async def test_serve_runs_until_sigterm_then_stops_cleanly(tmp_path: Path) -> No
         "serve",
         "--listen",
         "127.0.0.1:0",
-        "--db",
-        str(tmp_path / "serve.db"),
+        *args,
         cwd=REPO_ROOT,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -157,4 +168,37 @@ async def test_serve_runs_until_sigterm_then_stops_cleanly(tmp_path: Path) -> No
             process.kill()
             await process.wait()
     assert "cloud server stopped" in rest
+    return rest
+
+
+async def test_serve_runs_until_sigterm_then_stops_cleanly(tmp_path: Path) -> None:
+    await serve_until_sigterm("--db", str(tmp_path / "serve.db"))
     assert (tmp_path / "serve.db").exists()
+
+
+async def test_serve_on_postgres_chosen_by_store_dsn(tmp_path: Path, postgres_dsn: str, postgres_schema: str) -> None:
+    config = tmp_path / "cloud.toml"
+    config.write_text(f'[store]\nschema = "{postgres_schema}"\n')
+    await serve_until_sigterm("--config", str(config), "--store-dsn", postgres_dsn)
+    migrated = admin_execute(
+        postgres_dsn,
+        sql.SQL("SELECT max(version) FROM {}.schema_migrations").format(sql.Identifier(postgres_schema)),
+    )
+    assert migrated == [(SCHEMA_VERSION,)]
+
+
+async def test_serve_with_an_unreachable_database_exits_one_without_a_traceback(tmp_path: Path) -> None:
+    dsn = f"postgresql://tallyport:hunter2@127.0.0.1:{free_port()}/nowhere"
+    code, _, err = await run_cli("serve", "--listen", "127.0.0.1:0", "--store-dsn", dsn)
+    assert code == 1
+    assert f"postgresql://tallyport@127.0.0.1:{dsn.rsplit(':', 1)[1].split('/')[0]}/nowhere: cannot connect" in err
+    assert "Connection refused" in err
+    assert "Traceback" not in err and "hunter2" not in err
+
+
+def test_a_bad_store_dsn_flag_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["serve", "--store-dsn", "mysql://root:hunter2@db/x"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--store-dsn: expected a URI starting with postgresql://" in err
+    assert "hunter2" not in err

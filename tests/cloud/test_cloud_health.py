@@ -1,4 +1,7 @@
-"""Standard gRPC health checking and server reflection, and what they say at shutdown."""
+"""Standard gRPC health checking and server reflection, and what they say at shutdown.
+
+Nothing here depends on the store: these run on SQLite only.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +11,18 @@ from typing import Any
 
 import grpc
 import pytest
-from cloud_testkit import cloud_config
+from cloud_testkit import cloud_config, sqlite_section
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from cloud.errors import ListenError
 from cloud.server import SERVICE_NAMES, CloudServer
+
+
+@pytest.fixture
+def store_backend() -> str:
+    return "sqlite"
 
 
 async def check(channel: aio.Channel, service: str) -> Any:
@@ -40,7 +48,7 @@ async def test_reflection_lists_the_services(channel: aio.Channel) -> None:
 
 
 async def test_health_turns_not_serving_during_graceful_shutdown(tmp_path: Path) -> None:
-    server = CloudServer(cloud_config(tmp_path))
+    server = CloudServer(cloud_config(sqlite_section(tmp_path)))
     await server.start()
     async with aio.insecure_channel(server.target) as channel:
         stub: Any = health_pb2_grpc.HealthStub(channel)
@@ -55,7 +63,7 @@ async def test_health_turns_not_serving_during_graceful_shutdown(tmp_path: Path)
 
 
 async def test_a_busy_port_fails_to_start_with_a_clear_error(cloud: CloudServer, tmp_path: Path) -> None:
-    config = cloud_config(tmp_path / "second")
+    config = cloud_config(sqlite_section(tmp_path / "second"))
     busy = config.model_copy(update={"server": config.server.model_copy(update={"listen": cloud.target})})
     second = CloudServer(busy)
     try:

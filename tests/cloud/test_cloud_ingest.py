@@ -1,11 +1,10 @@
-"""The uplink protocol over a real gRPC stream and a real SQLite file."""
+"""The uplink protocol over a real gRPC stream and a real store, for each store."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,10 +13,11 @@ from cloud_testkit import GATEWAY, OUTBOX, Uplink, cloud_config, make_event, mak
 from grpc import aio
 from tallyport.v1 import events_pb2, ingest_pb2, inventory_pb2, inventory_pb2_grpc
 
+from cloud.config import StoreSection
 from cloud.errors import StoreError
 from cloud.server import CloudServer
-from cloud.store import IngestTransaction, OnHandDelta, PositionRecord
-from cloud.store.sqlite_store import SqliteStore
+from cloud.store import IngestTransaction, OnHandDelta, PositionRecord, Store
+from cloud.store.factory import open_store
 
 
 async def count_events(inventory: Any, **filters: Any) -> int:
@@ -193,9 +193,9 @@ async def test_malformed_batch_aborts_the_stream(
     assert await count_events(inventory) == 0
 
 
-async def test_batch_over_the_limit_aborts_the_stream(tmp_path: Path) -> None:
+async def test_batch_over_the_limit_aborts_the_stream(store_section: dict[str, Any]) -> None:
     async with (
-        CloudServer(cloud_config(tmp_path, max_batch_events=3)) as server,
+        CloudServer(cloud_config(store_section, max_batch_events=3)) as server,
         aio.insecure_channel(server.target) as channel,
         Uplink(channel) as up,
     ):
@@ -261,8 +261,8 @@ async def test_newer_stream_supersedes_the_older_one(channel: aio.Channel, inven
     assert ack.committed_through_seq == 3
 
 
-async def test_events_survive_a_server_restart_on_the_same_file(tmp_path: Path) -> None:
-    config = cloud_config(tmp_path)
+async def test_events_survive_a_server_restart_on_the_same_store(store_section: dict[str, Any]) -> None:
+    config = cloud_config(store_section)
     async with (
         CloudServer(config) as server,
         aio.insecure_channel(server.target) as channel,
@@ -286,7 +286,7 @@ async def test_events_survive_a_server_restart_on_the_same_file(tmp_path: Path) 
 class _FailingStore:
     """The real store, except that on-hand updates fail like a full disk after `healthy_batches`."""
 
-    def __init__(self, store: SqliteStore, healthy_batches: int) -> None:
+    def __init__(self, store: Store, healthy_batches: int) -> None:
         self._store = store
         self.healthy_batches = healthy_batches
 
@@ -317,9 +317,9 @@ class _FailingTransaction:
         await self._tx.apply_on_hand(deltas)
 
 
-async def test_store_failure_mid_batch_aborts_unavailable_and_commits_nothing(tmp_path: Path) -> None:
-    config = cloud_config(tmp_path)
-    store = await SqliteStore.open(Path(config.store.path))
+async def test_store_failure_mid_batch_aborts_unavailable_and_commits_nothing(store_section: dict[str, Any]) -> None:
+    config = cloud_config(store_section)
+    store = await open_store(StoreSection.model_validate(store_section))
     failing = _FailingStore(store, healthy_batches=1)
     try:
         async with (
@@ -346,8 +346,8 @@ async def test_store_failure_mid_batch_aborts_unavailable_and_commits_nothing(tm
         await store.close()
 
 
-async def test_shutdown_ends_streams_with_unavailable(tmp_path: Path) -> None:
-    server = CloudServer(cloud_config(tmp_path))
+async def test_shutdown_ends_streams_with_unavailable(store_section: dict[str, Any]) -> None:
+    server = CloudServer(cloud_config(store_section))
     await server.start()
     try:
         async with aio.insecure_channel(server.target) as channel, Uplink(channel) as up:
@@ -360,8 +360,8 @@ async def test_shutdown_ends_streams_with_unavailable(tmp_path: Path) -> None:
     assert "shutting down" in details
 
 
-async def test_message_over_the_byte_limit_is_refused(tmp_path: Path) -> None:
-    config = cloud_config(tmp_path, max_message_bytes=65536)
+async def test_message_over_the_byte_limit_is_refused(store_section: dict[str, Any]) -> None:
+    config = cloud_config(store_section, max_message_bytes=65536)
     oversized = make_event(1)
     oversized.biz_location = "x" * 100_000
     async with (

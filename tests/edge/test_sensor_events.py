@@ -9,7 +9,8 @@ from tallyport.v1 import events_pb2
 
 from edge.config import ReadPointConfig
 from edge.pipeline.reads import SensorReading
-from edge.pipeline.sensor_events import SensorEventFilter, SensorPolicy, reading_to_event
+from edge.pipeline.sensor_events import SensorEventFilter, reading_to_event
+from edge.pipeline.sensor_policy import SensorPolicy
 
 T0 = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
 POLICY = SensorPolicy(temperature_deadband_cel=0.5, interval_ms_min=10_000, interval_ms_max=60_000)

@@ -8,11 +8,13 @@ Each register of the profile that lies inside the block that was read becomes a 
 * ``offset10000``: KinCony's sign convention, a raw value ≥ 10000 means −(value − 10000);
 * ``float32``: IEEE 754 over two registers, high word first (``word_order = "big"``) or last.
 
-The number is multiplied by the profile's ``scale`` and rounded to 6 decimal places, which removes binary
-noise (305 × 0.1 = 30.500000000000004; a float32 23.1 reads back as 23.100000381…) and is far below any
-climate sensor's resolution. NaN, ±inf and values outside ``valid_min``/``valid_max`` are faults: a sensor
-element that is broken or unplugged typically reports a rail value (0xFFFF, −40.0, 125.0) or NaN, and that
-must reach the quarantine, not the cloud as a temperature.
+A float32 is taken as the shortest decimal that has the same bits (the device stored 23.1, not
+23.100000381…). The number is multiplied by the profile's ``scale`` and rounded to 6 decimal places, which
+removes binary noise (305 × 0.1 = 30.500000000000004) and is far below any climate sensor's resolution.
+
+NaN, ±inf and values outside ``valid_min``/``valid_max`` (bounds included as valid) are faults: a broken or
+unplugged sensor element reports a number it cannot have measured, and that must reach the quarantine with
+its raw registers, not the cloud as a temperature.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ __all__ = [
 ]
 
 DECIMALS = 6
+# Nine significant digits always round-trip a float32 (IEEE 754: max_digits10 of binary32).
+FLOAT32_DIGITS_MAX = 9
 OFFSET10000_NEGATIVE_FROM = 10000
 ValueFaultCode = Literal["not_finite", "out_of_range", "short_response"]
 
@@ -123,7 +127,21 @@ def _number(spec: RegisterSpec, words: Sequence[int]) -> float:
     if spec.type == "offset10000":
         return float(-(first - OFFSET10000_NEGATIVE_FROM) if first >= OFFSET10000_NEGATIVE_FROM else first)
     high, low = (words[0], words[1]) if spec.word_order_effective == "big" else (words[1], words[0])
-    value: float = struct.unpack(">f", registers_to_bytes((high, low)))[0]
+    return _shortest_float32(registers_to_bytes((high, low)))
+
+
+def _shortest_float32(packed: bytes) -> float:
+    """The float32 as the shortest decimal that packs to the same bits: 0x41A26666 is 20.3, not 20.299999.
+
+    A device that stores 20.3 in a float32 meant 20.3; widening to float64 would report 20.299999237060547.
+    """
+    value: float = struct.unpack(">f", packed)[0]
+    if not math.isfinite(value):
+        return value
+    for digits in range(1, FLOAT32_DIGITS_MAX + 1):
+        candidate = float(f"{value:.{digits}g}")
+        if struct.pack(">f", candidate) == packed:
+            return candidate
     return value
 
 

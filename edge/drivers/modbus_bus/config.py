@@ -146,8 +146,11 @@ class ModbusBusConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_together(self) -> Self:
+        # A key of the other transport is refused when it says something (a value other than its default),
+        # so that `baudrate = 19200` on a TCP bus is not silently ignored but a dumped config loads again.
         wrong = _SERIAL_KEYS if self.transport == "tcp" else _TCP_KEYS
-        given = [key for key in wrong if key in self.model_fields_set]
+        fields = type(self).model_fields
+        given = [key for key in wrong if key in self.model_fields_set and getattr(self, key) != fields[key].default]
         if given:
             raise ValueError(f"{', '.join(given)}: not used with transport = {self.transport!r}; remove them")
         if self.reconnect_delay_ms_max < self.reconnect_delay_ms_initial:

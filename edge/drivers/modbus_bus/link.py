@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import termios
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -52,11 +53,16 @@ logger = logging.getLogger(__name__)
 RAW_BYTES_MAX = 512
 # pymodbus enforces the request timeout itself; this outer bound only catches a hang inside pymodbus.
 REQUEST_TIMEOUT_SLACK_MS = 250
-# On Modbus TCP pymodbus drops the connection after this many consecutive unanswered requests (a half-open
-# connection looks exactly like that). Per device, every attempt of every device in a row: one dead sensor
-# behind a TCP gateway must not make the gateway's connection churn.
-NO_RESPONSE_ATTEMPTS_PER_DEVICE = 1
+# On Modbus TCP pymodbus drops the connection once about this many requests in a row went unanswered (a
+# half-open connection looks like that). Set to every attempt of every device, so that one dead sensor behind
+# a TCP gateway does not make the connection churn; never below pymodbus's own default.
 NO_RESPONSE_COUNT_MIN = 3
+
+
+def no_response_limit(config: ModbusBusConfig) -> int:
+    """Unanswered requests in a row after which pymodbus closes a Modbus TCP connection."""
+    return max(NO_RESPONSE_COUNT_MIN, len(config.devices) * (config.retries_max + 1))
+
 
 TracePacket = Callable[[bool, bytes], bytes]
 """pymodbus's ``trace_packet(sending, data) -> data`` hook."""
@@ -169,6 +175,8 @@ class ModbusLink:
         """Open the port or connection; DeviceError (PortClosedError when absent) if it cannot be opened."""
         self.close()
         client = self._client_factory(self._config, self._trace_packet)
+        # Before connecting: pymodbus copies the limit into its counter when the connection is made.
+        client.set_max_no_responses(no_response_limit(self._config))
         timeout_s = (self._config.request_timeout_ms + REQUEST_TIMEOUT_SLACK_MS) / 1000
         try:
             # pymodbus bounds the connect with its timeout; the outer one covers a pymodbus that does not.
@@ -179,15 +187,22 @@ class ModbusLink:
         except (ModbusException, OSError) as exc:
             client.close()
             raise PortClosedError(f"opening {self._config.endpoint}: {type(exc).__name__}: {exc}") from exc
+        except (termios.error, ValueError) as exc:
+            # pyserial passes these through pymodbus's connect(): the port exists but refuses the line
+            # settings (a pty refuses even parity, for one) or pyserial rejects a value.
+            client.close()
+            raise DeviceError(
+                f"opening {self._config.endpoint} at {self._config.baudrate} 8{self._config.parity}"
+                f"{self._config.stopbits}: {type(exc).__name__}: {exc}"
+            ) from exc
+        # pymodbus's serial transport registers its reader in a call_soon callback that fails if the
+        # transport is closed before it ran (a cancel right after open): let it run now.
+        await asyncio.sleep(0)
         if not connected:
             client.close()
             # pymodbus logs the cause itself and returns only False: a missing device node, a refused TCP
             # connection and a permission error all end here.
             raise PortClosedError(f"opening {self._config.endpoint}: cannot open (see the pymodbus warning)")
-        devices = len(self._config.devices)
-        client.set_max_no_responses(
-            max(NO_RESPONSE_COUNT_MIN, devices * (self._config.retries_max + NO_RESPONSE_ATTEMPTS_PER_DEVICE))
-        )
         self._client = client
 
     def close(self) -> None:
@@ -216,20 +231,19 @@ class ModbusLink:
             raise PortClosedError(f"{self._config.endpoint}: {where}: connection lost: {exc}") from exc
         except (ModbusException, TimeoutError) as exc:
             # pymodbus raises ModbusIOException for "no response received" and for an undecodable frame.
-            raise self._no_valid_answer(client, where, exc) from exc
+            raise self._no_valid_answer(client, where) from exc
         except OSError as exc:
             raise PortClosedError(f"{self._config.endpoint}: {where}: {type(exc).__name__}: {exc}") from exc
         return self._check_response(response, function_code, count, where)
 
-    def _no_valid_answer(self, client: ModbusClient, where: str, exc: BaseException) -> DeviceError:
+    def _no_valid_answer(self, client: ModbusClient, where: str) -> DeviceError:
         if not client.connected:
             return PortClosedError(f"{self._config.endpoint}: {where}: connection lost while waiting")
         raw = self._raw_received()
         if raw:
             return ModbusGarbledResponseError(f"{where}: {len(raw)} bytes but no valid response frame", raw)
-        timeout_ms = self._config.request_timeout_ms
-        detail = "" if isinstance(exc, TimeoutError) else f" ({exc})"
-        return ModbusNoResponseError(f"{where}: no response within {timeout_ms} ms{detail}")
+        # pymodbus's own text ("No response received after 0 retries") adds nothing to this.
+        return ModbusNoResponseError(f"{where}: no response within {self._config.request_timeout_ms} ms")
 
     def _check_response(
         self, response: ModbusPDU, function_code: FunctionCode, count: int, where: str
@@ -269,4 +283,3 @@ _EXCEPTION_NAMES: dict[int, str] = {
     10: "gateway path unavailable",
     11: "gateway target device failed to respond",
 }
-

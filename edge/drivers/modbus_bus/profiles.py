@@ -12,6 +12,7 @@ would nearly halve the bus's capacity.
 
 from __future__ import annotations
 
+import itertools
 import math
 import tomllib
 from collections.abc import Iterable
@@ -110,20 +111,21 @@ class _ProfileFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str = ""
-    register: list[RegisterSpec] = Field(min_length=1, max_length=PROFILE_REGISTERS_MAX)
+    # `register` is the TOML table name ([[register]]); as a field name it would shadow BaseModel.register.
+    registers: list[RegisterSpec] = Field(alias="register", min_length=1, max_length=PROFILE_REGISTERS_MAX)
 
     @model_validator(mode="after")
     def _check_together(self) -> Self:
         measured: dict[str, int] = {}
-        for index, spec in enumerate(self.register):
+        for index, spec in enumerate(self.registers):
             if spec.measurement in measured:
                 raise ValueError(
                     f"register[{index}].measurement: {spec.measurement} is already read by "
                     f"register[{measured[spec.measurement]}]; a profile reports each measurement once"
                 )
             measured[spec.measurement] = index
-        by_start = sorted(enumerate(self.register), key=lambda item: (item[1].function_code, item[1].address))
-        for (index_a, a), (index_b, b) in zip(by_start, by_start[1:], strict=False):
+        by_start = sorted(enumerate(self.registers), key=lambda item: (item[1].function_code, item[1].address))
+        for (index_a, a), (index_b, b) in itertools.pairwise(by_start):
             if a.function_code == b.function_code and b.address < a.address + a.width:
                 raise ValueError(
                     f"register[{index_b}].address: {b.address} overlaps register[{index_a}] "
@@ -193,8 +195,8 @@ def parse_profile(text: str, name: str, source: str) -> DeviceProfile:
         name=name,
         source=source,
         description=parsed.description,
-        registers=tuple(parsed.register),
-        blocks=coalesce(parsed.register),
+        registers=tuple(parsed.registers),
+        blocks=coalesce(parsed.registers),
     )
 
 
@@ -252,4 +254,3 @@ def _location(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "(top level)"
-

@@ -50,6 +50,7 @@ class MqttSensorConfig(MqttConnectionConfig):
     broker_host: str = Field(min_length=1)
     client_id: str = Field(min_length=1, max_length=128)
     topic: str = Field(min_length=1)
+    read_point: str = Field(min_length=1, description="The [[read_point]] where these sensors hang.")
     device_id_field: str | None = Field(default=None, min_length=1, max_length=FIELD_PATH_CHARS_MAX)
     device_id: str | None = Field(default=None, min_length=1, max_length=DEVICE_ID_CHARS_MAX)
     fields: tuple[MeasurementMapping, ...] = Field(min_length=1)

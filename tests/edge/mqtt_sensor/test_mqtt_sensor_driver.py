@@ -24,6 +24,7 @@ async def test_scripted_readings_arrive_mapped_and_a_failed_probe_is_rejected(
         broker_port=port,
         client_id=f"tallyport-test-{uuid.uuid4().hex[:12]}",
         topic=f"{mqtt_topic_prefix}/+/climate",
+        read_point="cold-room",
         device_id_field="dev",
         time_field="ts",
         fields=[

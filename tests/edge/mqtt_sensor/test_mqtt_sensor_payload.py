@@ -25,6 +25,7 @@ BASE: dict[str, Any] = {
     "broker_host": "127.0.0.1",
     "client_id": "gw1-climate",
     "topic": "sensors/+/climate",
+    "read_point": "cold-room",
     "device_id_field": "dev",
     "time_field": "ts",
     "fields": [
