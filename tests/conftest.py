@@ -17,11 +17,6 @@ does not redeliver unacknowledged messages to a resumed session, so tests of tha
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,34 +24,9 @@ from pathlib import Path
 
 import pytest
 
-CI_BROKER = ("127.0.0.1", 1883)
-PROBE_TIMEOUT_S = 1.0
-BROKER_START_TIMEOUT_S = 10.0
-BROKER_STOP_TIMEOUT_S = 5.0
-# MQTT 3.1.1 CONNECT: protocol "MQTT" level 4, clean session, keep-alive 5 s, client id "tallyport-probe".
-_CLIENT_ID = b"tallyport-probe"
-_CONNECT = (
-    bytes([0x10, 12 + len(_CLIENT_ID)])
-    + b"\x00\x04MQTT\x04\x02\x00\x05"
-    + len(_CLIENT_ID).to_bytes(2, "big")
-    + _CLIENT_ID
-)
-_CONNACK_ACCEPTED = b"\x20\x02\x00\x00"
-_DISCONNECT = b"\xe0\x00"
-_AMQTT_BROKER = """
-import asyncio, sys
-from amqtt.broker import Broker
+from hw_sim.broker import DEFAULT_BROKER, BrokerError, mqtt_answers, start_broker
 
-async def main(port: int) -> None:
-    broker = Broker({
-        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-        "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
-    })
-    await broker.start()
-    await asyncio.Event().wait()
-
-asyncio.run(main(int(sys.argv[1])))
-"""
+CI_BROKER = DEFAULT_BROKER
 
 
 @dataclass(frozen=True)
@@ -66,41 +36,9 @@ class _Broker:
     kind: str
 
 
-def _mqtt_answers(host: str, port: int) -> bool:
-    """True if an MQTT broker accepts a CONNECT there (a bare open port is not enough)."""
-    try:
-        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S) as probe:
-            probe.settimeout(PROBE_TIMEOUT_S)
-            probe.sendall(_CONNECT)
-            answer = b""
-            while len(answer) < len(_CONNACK_ACCEPTED):
-                data = probe.recv(len(_CONNACK_ACCEPTED) - len(answer))
-                if not data:
-                    return False
-                answer += data
-            probe.sendall(_DISCONNECT)
-            return answer == _CONNACK_ACCEPTED
-    except OSError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _mosquitto_binary() -> str | None:
-    # Debian installs it in /usr/sbin, which is not on every user's PATH.
-    found = shutil.which("mosquitto")
-    if found is None and os.access("/usr/sbin/mosquitto", os.X_OK):
-        found = "/usr/sbin/mosquitto"
-    return found
-
-
 @pytest.fixture(scope="session")
 def _mqtt_broker_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Broker]:
-    if _mqtt_answers(*CI_BROKER):
+    if mqtt_answers(*CI_BROKER):
         yield _Broker(*CI_BROKER, kind="external")
         return
     if os.environ.get("CI") == "true":
@@ -109,30 +47,14 @@ def _mqtt_broker_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_
             "the CI script must start Mosquitto there (no fallback broker in CI)",
             pytrace=False,
         )
-    port = _free_port()
-    mosquitto = _mosquitto_binary()
-    if mosquitto is not None:
-        command, kind = [mosquitto, "-p", str(port)], "mosquitto"
-    else:
-        command, kind = [sys.executable, "-c", _AMQTT_BROKER, str(port)], "amqtt"
-    # The broker's log goes to a file: a pipe nobody reads would fill up and stall the broker.
-    log_path = Path(tmp_path_factory.mktemp("mqtt-broker")) / f"{kind}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + BROKER_START_TIMEOUT_S
-        while not _mqtt_answers("127.0.0.1", port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{kind} did not start on port {port}; its log:\n{log_path.read_text()}", pytrace=False)
-            time.sleep(0.05)
-        yield _Broker("127.0.0.1", port, kind=kind)
+        broker = start_broker(Path(tmp_path_factory.mktemp("mqtt-broker")) / "broker.log")
+    except BrokerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield _Broker(broker.host, broker.port, kind=broker.kind)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=BROKER_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=BROKER_STOP_TIMEOUT_S)
+        broker.stop()
 
 
 @pytest.fixture(scope="session")
