@@ -160,7 +160,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def describe_dsn(dsn: str) -> str:
-    """`postgresql://user@host:port/dbname` of a DSN, never its password; the DSN's own text if unparsable."""
+    """`postgresql://user@host:port/dbname` of a DSN, for messages: never its password."""
     try:
         params = conninfo_to_dict(dsn)
     except psycopg.Error:

@@ -1,9 +1,12 @@
 """The all-in-one local demo: a simulated dock door end to end on the embedded defaults.
 
-Starts the cloud aggregator, the gateway agent and a simulated scanner as three processes (the same
-commands you would run by hand), then follows every scan the simulator sends until the cloud can
-answer for it, and prints how long that took. Ends with the on-hand table, the edge quarantine and a
-check that every valid scan is in the cloud exactly once.
+Starts the cloud aggregator, the gateway agent and the simulated devices of DC1 as separate processes
+(the same commands you would run by hand): a handheld scanner on a pseudo-terminal at dock 4, pallets
+through dock doors A and B read by a Zebra and an Impinj reader over MQTT, a Modbus RTU line of climate
+sensors and an MQTT cold-room probe. It follows every scan from the wire until the cloud can answer for
+it and prints how long that took; scores every pallet passage (door and direction) against the
+simulator's ground truth; shows the climate readings that reached the cloud; and ends with the on-hand
+table, the edge quarantine and a check that every valid scan is in the cloud exactly once.
 
     python deploy/demo/run.py [--scans N] [--keep]
 """
@@ -24,12 +27,16 @@ from pathlib import Path
 
 import grpc
 import grpc.aio
-from tallyport.v1 import inventory_pb2, inventory_pb2_grpc
+from tallyport.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
+
+from edge.epc import decode_epc
+from hw_sim.broker import Broker, find_or_start_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "deploy" / "demo"
 VAR = ROOT / "var" / "demo"
 CLOUD_ADDRESS = "127.0.0.1:50151"
+DOCK_4 = "urn:tallyport:loc:dc1:dock-4"  # where the demo's scanner reads (deploy/demo/gateway.toml)
 BIN = Path(sys.executable).parent
 
 
@@ -112,49 +119,109 @@ def _cli(*args: str) -> str:
     return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=False).stdout
 
 
+def _gateway_config(broker: Broker) -> Path:
+    """The demo gateway config, pointed at the broker we found or started."""
+    text = (DEMO / "gateway.toml").read_text().replace("broker_port = 1883", f"broker_port = {broker.port}")
+    path = VAR / "gateway.toml"
+    path.write_text(text)
+    return path
+
+
+async def _score_passages(truth_path: Path) -> tuple[int, int]:
+    """(passages whose pallet the cloud places at the right door in the right direction, passages)."""
+    passages = _read_truth(truth_path)
+    correct = 0
+    async with grpc.aio.insecure_channel(CLOUD_ADDRESS) as channel:
+        stub = inventory_pb2_grpc.InventoryServiceStub(channel)
+        for passage in passages:
+            pallet = decode_epc(str(passage["sscc_hex"])).canonical_id
+            expected_step = (
+                events_pb2.BIZ_STEP_RECEIVING if passage["direction"] == "inbound" else events_pb2.BIZ_STEP_DEPARTING
+            )
+            try:
+                position = await stub.GetPosition(inventory_pb2.GetPositionRequest(id=pallet), timeout=2)
+            except grpc.aio.AioRpcError:
+                where = f"{passage['door']}  {passage['direction']:<8}"
+                print(f"  passage {passage['passage']:>2}  {where}  pallet {pallet}: not in the cloud")
+                continue
+            ok = position.biz_location.endswith(str(passage["door"])) and position.biz_step == expected_step
+            correct += ok
+            step = events_pb2.BizStep.Name(position.biz_step).removeprefix("BIZ_STEP_").lower()
+            print(
+                f"  passage {passage['passage']:>2}  {passage['door']}  {passage['direction']:<8}  "
+                f"cloud: {position.biz_location.rsplit(':', 1)[-1]} {step:<10} {'ok' if ok else 'WRONG'}"
+            )
+    return correct, len(passages)
+
+
+async def _climate_summary() -> None:
+    async with grpc.aio.insecure_channel(CLOUD_ADDRESS) as channel:
+        stub = inventory_pb2_grpc.InventoryServiceStub(channel)
+        page = await stub.ListEvents(
+            inventory_pb2.ListEventsRequest(page_size=1000, biz_step=events_pb2.BIZ_STEP_SENSOR_REPORTING), timeout=5
+        )
+    latest: dict[tuple[str, str], tuple[str, float, str]] = {}
+    counts: dict[str, int] = {}
+    for event in page.events:  # newest first
+        for report in event.sensor_reports:
+            counts[report.device_id] = counts.get(report.device_id, 0) + 1
+            latest.setdefault(
+                (report.device_id, report.type), (event.event_time.ToJsonString(), report.value, report.uom)
+            )
+    for (device, kind), (when, value, uom) in sorted(latest.items()):
+        print(f"  {device:<20} {kind:<17} {value:>7.1f} {uom:<4} at {when}  ({counts[device]} events)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scans", type=int, default=40, help="scans the simulated scanner sends (default 40)")
+    parser.add_argument("--passages", type=int, default=12, help="pallets through the RFID doors (default 12)")
     parser.add_argument("--keep", action="store_true", help="keep var/demo from the last run (default: start clean)")
     options = parser.parse_args()
     if not options.keep and VAR.exists():
         shutil.rmtree(VAR)
     (VAR / "dev").mkdir(parents=True, exist_ok=True)
     truth = VAR / "truth.jsonl"
-    print("Tallyport demo: dock door 4 of DC1, one handheld scanner (ACK/NAK on), the cloud on SQLite\n")
-    processes = [
-        _start(
-            "cloud",
-            [str(BIN / "tallyport-cloud"), "serve", "--listen", CLOUD_ADDRESS, "--db", str(VAR / "cloud.db")],
-            VAR / "cloud.log",
-        ),
-    ]
+    rfid_truth = VAR / "rfid-truth.jsonl"
+    print("Tallyport demo: DC1 with a scanner at dock 4, RFID portals at doors A and B, climate sensors on")
+    print("Modbus RTU and MQTT; one gateway agent; the cloud on its embedded SQLite store.\n")
+    broker = find_or_start_broker(VAR / "mqtt-broker.log")
+    print(f"  MQTT broker: {broker.kind} on {broker.host}:{broker.port}")
+    gateway_config = _gateway_config(broker)
+    sim = str(BIN / "tallyport-sim")
+    broker_address = f"{broker.host}:{broker.port}"
+    cloud = [str(BIN / "tallyport-cloud"), "serve", "--listen", CLOUD_ADDRESS, "--db", str(VAR / "cloud.db")]
+    processes = [_start("cloud", cloud, VAR / "cloud.log")]
     try:
+        modbus = [sim, "modbus", "--scenario", str(DEMO / "modbus-bus.toml")]
+        processes.append(_start("Modbus sensor line", modbus, VAR / "sim-modbus.log"))
+        scanner = [sim, "scanner", "--scenario", str(DEMO / "scanner-scenario.toml"), "--truth", str(truth)]
+        # The operator starts scanning once the gateway is up: the scanner's first scan waits 2 s.
+        scanner += ["--scans", str(options.scans), "--start-after-ms", "2000"]
+        processes.append(_start("scanner", scanner, VAR / "sim-scanner.log"))
+        edge = [str(BIN / "tallyport-edge"), "run", "--config", str(gateway_config)]
+        processes.append(_start("gateway agent", edge, VAR / "edge.log"))
+        time.sleep(1.5)  # let the agent subscribe before the readers publish
+        rfid = [sim, "rfid", "--broker", broker_address, "--topic-prefix", "tallyport-demo"]
+        rfid += ["--passages", str(options.passages), "--truth", str(rfid_truth)]
+        processes.append(_start("RFID readers", rfid, VAR / "sim-rfid.log"))
+        probe = [
+            sim,
+            "mqtt-sensor",
+            "--broker",
+            broker_address,
+            "--topic",
+            "tallyport-demo/sensors/{device_id}/climate",
+        ]
         processes.append(
             _start(
-                "scanner simulator",
-                [
-                    str(BIN / "tallyport-sim"),
-                    "scanner",
-                    "--scenario",
-                    str(DEMO / "scanner-scenario.toml"),
-                    "--truth",
-                    str(truth),
-                    "--scans",
-                    str(options.scans),
-                ],
-                VAR / "sim.log",
-            )
-        )
-        processes.append(
-            _start(
-                "gateway agent",
-                [str(BIN / "tallyport-edge"), "run", "--config", str(DEMO / "gateway.toml")],
-                VAR / "edge.log",
+                "MQTT cold-room probe",
+                [*probe, "--duration-s", "40", "--warm-from-s", "15"],
+                VAR / "sim-mqtt-sensor.log",
             )
         )
         print("\nFollowing each scan from the scanner's wire to a query answered by the cloud:\n")
-        latencies = asyncio.run(_follow(truth, options.scans, processes[1]))
+        latencies = asyncio.run(_follow(truth, options.scans, processes[2]))
         print()
         if latencies:
             ordered = sorted(latencies)
@@ -163,15 +230,28 @@ def main() -> int:
                 f"scan → queryable in the cloud: p50 {statistics.median(ordered):.0f} ms, p99 {p99:.0f} ms, "
                 f"max {ordered[-1]:.0f} ms over {len(ordered)} scans\n"
             )
+        print("Pallets through the RFID doors (waiting for the readers to finish):")
+        rfid = processes[4]
+        try:
+            rfid.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            print("  the RFID simulator did not finish in 180 s")
+        time.sleep(4)  # the last passes close after the portals' idle time, then travel to the cloud
+        correct, total = asyncio.run(_score_passages(rfid_truth))
+        print(f"  door and direction right for {correct} of {total} passages\n")
+        print("Climate readings in the cloud (after the edge's deadband):")
+        asyncio.run(_climate_summary())
+        print()
         server = ["--server", CLOUD_ADDRESS]
         print("On hand in the cloud (tallyport-cloud on-hand):")
         print(_cli(str(BIN / "tallyport-cloud"), "on-hand", *server))
         print("Edge quarantine (tallyport-edge quarantine):")
-        print(_cli(str(BIN / "tallyport-edge"), "quarantine", "--config", str(DEMO / "gateway.toml")))
+        print(_cli(str(BIN / "tallyport-edge"), "quarantine", "--config", str(gateway_config), "--limit", "12"))
         return _score(truth)
     finally:
         for process in reversed(processes):
             _stop(process)
+        broker.stop()
         print(f"logs and databases are in {VAR.relative_to(ROOT)}/")
 
 
@@ -180,7 +260,17 @@ def _score(truth_path: Path) -> int:
     scans = _read_truth(truth_path)
     expected_objects = sorted(str(s["object_id"]) for s in scans if s["valid"] and s["object_id"])
     expected_quantity = sum(float(s["quantity"]) for s in scans if s["valid"] and not s["object_id"])  # type: ignore[arg-type]
-    lines = _cli(str(BIN / "tallyport-cloud"), "events", "--server", CLOUD_ADDRESS, "--limit", "100000", "--json")
+    lines = _cli(
+        str(BIN / "tallyport-cloud"),
+        "events",
+        "--server",
+        CLOUD_ADDRESS,
+        "--location",
+        DOCK_4,
+        "--limit",
+        "100000",
+        "--json",
+    )
     events = [json.loads(line) for line in lines.splitlines() if line.strip()]
     stored_objects = sorted(obj["id"] for event in events for obj in event.get("objects", []))
     stored_quantity = sum(q.get("quantity", 0) for event in events for q in event.get("quantities", []))

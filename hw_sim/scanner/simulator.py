@@ -25,7 +25,8 @@ NOISE_BYTES = b"\x00\x00\x7f\x01\x02\x11\x13"
 
 
 class ScannerSimulator:
-    def __init__(self, scenario: ScannerScenario, truth: IO[str] | None = None) -> None:
+    def __init__(self, scenario: ScannerScenario, truth: IO[str] | None = None, *, start_after_ms: int = 0) -> None:
+        self._start_after_ms = start_after_ms
         self._scenario = scenario
         self._settings = scenario.scanner
         self._port = PtyPort(scenario.scanner.link)
@@ -48,6 +49,7 @@ class ScannerSimulator:
         self._port.open()
         log.info("scanner ready", extra={"link": str(self._port.link), "pty": self._port.slave_name})
         try:
+            await asyncio.sleep(self._start_after_ms / 1000)
             for scan in generate_scans(self._scenario):
                 replug_every = self._scenario.run.replug_every
                 if replug_every and scan.number > 1 and (scan.number - 1) % replug_every == 0:

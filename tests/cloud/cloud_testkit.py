@@ -170,7 +170,7 @@ class Uplink:
         await self.call.code()
 
 
-def admin_execute(dsn: str, statement: sql.Composable, parameters: Any = None) -> list[tuple[Any, ...]]:
+def admin_execute(dsn: str, statement: sql.SQL | sql.Composed, parameters: Any = None) -> list[tuple[Any, ...]]:
     """Run one statement on a PostgreSQL connection of its own, bounded; return its rows, if any."""
     with psycopg.connect(dsn, autocommit=True, connect_timeout=ADMIN_CONNECT_TIMEOUT_S) as connection:
         connection.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(ADMIN_STATEMENT_TIMEOUT_MS)))
