@@ -56,7 +56,7 @@ async def publish(run: PassageRun, host: str, port: int, topic_prefix: str, spee
         port,
         tag_topic=f"{topic_prefix}/reader-a/data",
         event_topic=f"{topic_prefix}/reader-a/events",
-        batch_max=4,
+        batch_max=1,  # one report per message: a batch held for its fourth tag would arrive a passage late
     )
     impinj = ImpinjMqttPublisher(host, port, topic=f"{topic_prefix}/reader-b/events", hostname="impinj-door-b")
     # Both replays share time zero: the earliest read of the run.

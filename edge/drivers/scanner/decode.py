@@ -146,9 +146,7 @@ def decode_frame(frame: Frame, options: DecodeOptions) -> ScanDecoded | ScanReje
         return ScanRejected(
             raw=frame.data,
             reason_code="overflow",
-            reason=(
-                f"frame exceeds {len(frame.data)} bytes (truncated, {frame.discarded_bytes} bytes discarded)"
-            ),
+            reason=(f"frame exceeds {len(frame.data)} bytes (truncated, {frame.discarded_bytes} bytes discarded)"),
         )
     return decode_scan(frame.data, options)
 
@@ -211,11 +209,7 @@ def _decode_parsed(
     gs1_symbology = identifier.gs1_symbology if identifier is not None else None
     # Without an AIM id nothing says what the symbol was, so every GS1 reading is tried.
     carries_gs1_data = identifier is None or gs1_symbology is not None
-    if (
-        carries_gs1_data
-        and result.gs1_message is not None
-        and _has_item_key(result.gs1_message.element_strings)
-    ):
+    if carries_gs1_data and result.gs1_message is not None and _has_item_key(result.gs1_message.element_strings):
         return _from_elements(scan, result.gs1_message.element_strings)
     if (identifier is None or gs1_symbology in GS1Symbology.with_gtin()) and _looks_like_gtin(payload):
         return _from_bare_gtin(scan, payload, gs1_symbology)
@@ -242,9 +236,7 @@ def _looks_like_gtin(payload: str) -> bool:
     return payload.isascii() and payload.isdecimal() and len(payload) in _GTIN_LENGTHS
 
 
-def _from_bare_gtin(
-    scan: _Scan, digits: str, gs1_symbology: GS1Symbology | None
-) -> ScanDecoded | ScanRejected:
+def _from_bare_gtin(scan: _Scan, digits: str, gs1_symbology: GS1Symbology | None) -> ScanDecoded | ScanRejected:
     """An EAN/UPC/ITF-14 scan: the whole payload is one GTIN."""
     try:
         # ]E0 covers EAN-13, UPC-A and UPC-E; 8 digits under ]E0 are a UPC-E (EAN-8 is ]E4), which biip
@@ -256,9 +248,7 @@ def _from_bare_gtin(
     except ParseError as exc:
         # Length and digits were checked above, so a wrong check digit is what remains, except for a
         # UPC-E whose number system is neither 0 nor 1.
-        upc_e_number_system_bad = (
-            len(digits) == 8 and gs1_symbology is GS1Symbology.EAN_13 and digits[0] not in "01"
-        )
+        upc_e_number_system_bad = len(digits) == 8 and gs1_symbology is GS1Symbology.EAN_13 and digits[0] not in "01"
         code: RejectCode = "gs1_syntax" if upc_e_number_system_bad else "check_digit"
         return scan.reject(code, f"GTIN check digit invalid in {digits!r}: {exc}")
     return ScanDecoded(raw=scan.raw, text=scan.text, symbology=scan.symbology, gtin=gtin.as_gtin_14())
@@ -290,9 +280,7 @@ def _check_elements(scan: _Scan, elements: GS1ElementStrings) -> ScanRejected | 
             ("GLN", element.gln_error),
         ):
             if error:
-                return scan.reject(
-                    "check_digit", f"{title} check digit invalid in {element.value!r}: {error}"
-                )
+                return scan.reject("check_digit", f"{title} check digit invalid in {element.value!r}: {error}")
     seen: dict[str, str] = {}
     for element in elements:
         first = seen.setdefault(element.ai.ai, element.value)

@@ -72,9 +72,7 @@ class ScannerDriver:
             delay_ms_max=config.reconnect_delay_ms_max,
             rng=rng,
         )
-        self._framer = ScanFramer(
-            config.terminator_bytes, config.frame_bytes_max, config.idle_gap_ms, config.framing
-        )
+        self._framer = ScanFramer(config.terminator_bytes, config.frame_bytes_max, config.idle_gap_ms, config.framing)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         # Last reported availability, so that only changes are logged; None: no open attempted yet.
@@ -208,9 +206,7 @@ class ScannerDriver:
                     exclusive=True,
                 )
         except (OSError, ValueError) as exc:
-            raise _translate(
-                exc, f"cannot open {self._config.port} ({resolved_port})", reading=False
-            ) from exc
+            raise _translate(exc, f"cannot open {self._config.port} ({resolved_port})", reading=False) from exc
         self._discard_stale_input()
         if self._opened_before:
             self._reconnects_total += 1
@@ -276,17 +272,13 @@ class ScannerDriver:
                 await writer.wait_closed()
         except Exception as exc:
             # A port that failed reports that failure again on close; it is closed all the same.
-            logger.debug(
-                "scanner %s: port closed with error: %s", self._config.name, exc, extra=self._log_fields()
-            )
+            logger.debug("scanner %s: port closed with error: %s", self._config.name, exc, extra=self._log_fields())
 
     def _mark_available(self, resolved_port: str) -> None:
         previous, self._available = self._available, True
         fields = self._log_fields(resolved_port=resolved_port, available=True)
         if previous is False:
-            logger.warning(
-                "scanner %s: available again on %s", self._config.name, resolved_port, extra=fields
-            )
+            logger.warning("scanner %s: available again on %s", self._config.name, resolved_port, extra=fields)
         else:
             logger.info("scanner %s: open on %s", self._config.name, resolved_port, extra=fields)
 

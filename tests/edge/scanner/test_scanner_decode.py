@@ -175,9 +175,7 @@ def test_truncated_gs1_data_is_a_syntax_reject() -> None:
     assert "(17)" in reject.reason
 
 
-@pytest.mark.parametrize(
-    "raw", [b"]C1010950110153000317250230", b"https://id.gs1.org/01/09501101530003?17=251131"]
-)
+@pytest.mark.parametrize("raw", [b"]C1010950110153000317250230", b"https://id.gs1.org/01/09501101530003?17=251131"])
 def test_impossible_date_is_a_bad_date_reject(raw: bytes) -> None:
     assert rejected(raw).reason_code == "bad_date"
 
@@ -196,9 +194,7 @@ def test_same_ai_twice_with_different_values_is_a_syntax_reject() -> None:
 
 
 def test_line_noise_around_a_valid_scan_still_decodes() -> None:
-    noisy = (
-        b"\x00\x00\x07 \x11" + DATAMATRIX_VECTOR[:20] + b"\x00\x7f" + DATAMATRIX_VECTOR[20:] + b"\x13\x00 \r"
-    )
+    noisy = b"\x00\x00\x07 \x11" + DATAMATRIX_VECTOR[:20] + b"\x00\x7f" + DATAMATRIX_VECTOR[20:] + b"\x13\x00 \r"
     scan = decoded(noisy)
     assert scan.text == DATAMATRIX_VECTOR.decode()
     assert (scan.gtin, scan.serial) == ("09501101530003", "SER123")
@@ -239,10 +235,7 @@ def test_decode_frame_decodes_a_complete_frame() -> None:
 
 
 def test_digital_link_builders_refuse_invalid_keys() -> None:
-    assert (
-        digital_link_gtin_serial("09501101530003", "~a.b_c-")
-        == "https://id.gs1.org/01/09501101530003/21/~a.b_c-"
-    )
+    assert digital_link_gtin_serial("09501101530003", "~a.b_c-") == "https://id.gs1.org/01/09501101530003/21/~a.b_c-"
     assert digital_link_sscc("106141412345678908") == "https://id.gs1.org/00/106141412345678908"
     with pytest.raises(ValueError):
         digital_link_gtin_serial("09501101530004", "1")
@@ -279,8 +272,6 @@ def run_case(case: Path) -> list[dict[str, Any]]:
     return [outcome_as_json(decode_frame(frame, config.decode_options())) for frame in frames]
 
 
-@pytest.mark.parametrize(
-    "case", sorted(path for path in CASES.iterdir() if path.is_dir()), ids=lambda path: path.name
-)
+@pytest.mark.parametrize("case", sorted(path for path in CASES.iterdir() if path.is_dir()), ids=lambda path: path.name)
 def test_golden_case(case: Path) -> None:
     assert run_case(case) == json.loads((case / "expected.json").read_text())

@@ -201,9 +201,7 @@ async def test_port_vanishing_and_coming_back_behind_the_symlink_is_reopened(
         assert sum("available again" in message for message in messages) == 1, messages
 
 
-async def test_scanner_missing_at_start_is_opened_when_it_appears(
-    make_pty: Callable[[], Pty], tmp_path: Path
-) -> None:
+async def test_scanner_missing_at_start_is_opened_when_it_appears(make_pty: Callable[[], Pty], tmp_path: Path) -> None:
     link = tmp_path / "not-plugged-in-yet"
     async with running(config(link)) as (scanner, frames):
         assert not scanner.available

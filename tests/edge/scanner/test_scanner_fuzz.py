@@ -30,9 +30,7 @@ TERMINATOR_SETS = [
     [b"ABC", b"B"],  # one terminator inside another: the hardest case for a streaming splitter
 ]
 # Bytes that form, break and overlap terminators, plus anything else.
-wire_pieces = st.sampled_from([b"\r", b"\n", b"\r\n", b"\x03", b"A", b"B", b"C", b"x", b"\x1d"]) | st.binary(
-    max_size=4
-)
+wire_pieces = st.sampled_from([b"\r", b"\n", b"\r\n", b"\x03", b"A", b"B", b"C", b"x", b"\x1d"]) | st.binary(max_size=4)
 wire_bytes = st.lists(wire_pieces, max_size=60).map(b"".join)
 # (bytes, milliseconds since the previous chunk)
 chunks = st.lists(st.tuples(wire_bytes, st.integers(min_value=0, max_value=3 * IDLE_GAP_MS)), max_size=12)
@@ -64,15 +62,11 @@ def bursts(timed_chunks: list[tuple[bytes, int]]) -> list[bytes]:
     return result
 
 
-def reference_frames(
-    stream_bursts: list[bytes], terminators: list[bytes], frame_bytes_max: int
-) -> list[Frame]:
+def reference_frames(stream_bursts: list[bytes], terminators: list[bytes], frame_bytes_max: int) -> list[Frame]:
     """The whole input split at once with a leftmost, longest-first regex: what streaming must reproduce."""
     pattern = re.compile(b"|".join(re.escape(t) for t in sorted(terminators, key=len, reverse=True)))
     return [
-        Frame(
-            segment[:frame_bytes_max], len(segment) > frame_bytes_max, max(0, len(segment) - frame_bytes_max)
-        )
+        Frame(segment[:frame_bytes_max], len(segment) > frame_bytes_max, max(0, len(segment) - frame_bytes_max))
         for burst in stream_bursts
         for segment in pattern.split(burst)
         if segment
@@ -96,9 +90,7 @@ def test_streaming_framing_equals_splitting_the_whole_input_whatever_the_chunks(
 
 @fuzz
 @given(
-    messages=st.lists(
-        st.binary(max_size=50).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")), max_size=10
-    ),
+    messages=st.lists(st.binary(max_size=50).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")), max_size=10),
     separators=st.lists(st.sampled_from([b"\r\n", b"\r", b"\n"]), min_size=10, max_size=10),
     cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=8),
     frame_bytes_max=st.integers(min_value=1, max_value=30),
@@ -121,9 +113,7 @@ def test_frame_bytes_plus_discarded_bytes_account_for_all_input_but_terminators(
 
 @fuzz
 @given(
-    timed_chunks=st.lists(
-        st.tuples(st.binary(max_size=200), st.integers(min_value=0, max_value=200)), max_size=8
-    ),
+    timed_chunks=st.lists(st.tuples(st.binary(max_size=200), st.integers(min_value=0, max_value=200)), max_size=8),
     mode=st.sampled_from(["terminator", "idle_gap"]),
     prefix=st.sampled_from(["", "#", "\x02", "]"]),
 )
@@ -138,12 +128,8 @@ def test_any_byte_stream_framed_then_decoded_never_raises(
 
 
 gs1_like_text = st.lists(
-    st.sampled_from(
-        ["]C1", "]d2", "]Q1", "]Q3", "]E0", "]", "01", "00", "02", "10", "17", "21", "37", "3103", "414"]
-    )
-    | st.sampled_from(
-        ["https://id.gs1.org/", "HTTP://X/", "/01/", "/21/", "?17=", "%2F", "\x1d", "09501101530003"]
-    )
+    st.sampled_from(["]C1", "]d2", "]Q1", "]Q3", "]E0", "]", "01", "00", "02", "10", "17", "21", "37", "3103", "414"])
+    | st.sampled_from(["https://id.gs1.org/", "HTTP://X/", "/01/", "/21/", "?17=", "%2F", "\x1d", "09501101530003"])
     | st.text(alphabet="0123456789ABC/%?=&\x1d]", max_size=6),
     max_size=10,
 ).map("".join)

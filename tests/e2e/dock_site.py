@@ -1,0 +1,273 @@
+"""A whole dock as processes for end-to-end tests: RFID doors, a Modbus line, an MQTT probe, a gateway, the cloud."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc.aio
+from tallyport.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
+
+from edge.epc import decode_epc
+from hw_sim.broker import free_port
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class DockSite:
+    root: Path
+    broker: tuple[str, int]
+    passages: int = 10
+    seed: int = 3
+    cloud_port: int = field(default_factory=free_port)
+    modbus_port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.prefix = f"tallyport-test/{uuid.uuid4().hex[:12]}"
+        self.rfid_truth = self.root / "rfid-truth.jsonl"
+        self.gateway_config = self.root / "gateway.toml"
+        self.modbus_scenario = self.root / "modbus.toml"
+        host, port = self.broker
+        client = f"gw-site-{uuid.uuid4().hex[:8]}"
+        read_points = "\n".join(
+            f"""
+[[read_point]]
+name = "{name}"
+id = "urn:tallyport:rp:t:{name}"
+biz_location = "urn:tallyport:loc:t:{location}"
+biz_step = "{step}"
+action = "{action}"
+"""
+            for name, location, step, action in [
+                ("door-a-in", "door-a", "receiving", "ADD"),
+                ("door-a-out", "door-a", "departing", "OBSERVE"),
+                ("door-b-in", "door-b", "receiving", "ADD"),
+                ("door-b-out", "door-b", "departing", "OBSERVE"),
+                ("cold-room", "cold-room", "sensor_reporting", "OBSERVE"),
+            ]
+        )
+        portals = "\n".join(
+            f"""
+[[portal]]
+name = "door-{door}"
+readers = ["reader-{door}"]
+outside_antennas = [1, 2]
+inside_antennas = [3, 4]
+neighbours = ["door-{other}"]
+inbound_read_point = "door-{door}-in"
+outbound_read_point = "door-{door}-out"
+biz_location = "urn:tallyport:loc:t:door-{door}"
+"""
+            for door, other in [("a", "b"), ("b", "a")]
+        )
+        self.gateway_config.write_text(
+            f"""
+[gateway]
+id = "gw-site"
+[outbox]
+path = "{self.root / "outbox.db"}"
+[uplink]
+target = "127.0.0.1:{self.cloud_port}"
+reconnect_delay_ms_initial = 50
+reconnect_delay_ms_max = 500
+[sensor_policy]
+interval_ms_min = 0
+[log]
+level = "info"
+{read_points}
+{portals}
+[[zebra_reader]]
+name = "reader-a"
+broker_host = "{host}"
+broker_port = {port}
+client_id = "{client}-a"
+tag_topic = "{self.prefix}/reader-a/data"
+event_topic = "{self.prefix}/reader-a/events"
+reconnect_delay_ms_initial = 50
+reconnect_delay_ms_max = 500
+[[impinj_reader]]
+name = "reader-b"
+mode = "mqtt"
+broker_host = "{host}"
+broker_port = {port}
+client_id = "{client}-b"
+topic = "{self.prefix}/reader-b/events"
+reconnect_delay_ms_initial = 50
+reconnect_delay_ms_max = 500
+[[mqtt_sensor]]
+name = "probes"
+broker_host = "{host}"
+broker_port = {port}
+client_id = "{client}-probes"
+topic = "{self.prefix}/sensors/+/climate"
+read_point = "cold-room"
+device_id_field = "dev"
+time_field = "ts"
+fields = [{{ path = "temp", measurement = "Temperature", uom = "CEL" }}]
+[[modbus_bus]]
+name = "line-1"
+transport = "rtu"
+port = "socket://127.0.0.1:{self.modbus_port}"
+request_timeout_ms = 300
+[[modbus_bus.devices]]
+name = "coldroom-th-1"
+device_id = 1
+profile = "xy-md02"
+poll_interval_ms = 500
+read_point = "cold-room"
+"""
+        )
+        self.modbus_scenario.write_text(
+            f"""
+[bus]
+transport = "rtu"
+host = "127.0.0.1"
+port = {self.modbus_port}
+update_interval_ms = 200
+[[sensor]]
+device_id = 1
+model = "xy-md02"
+temperature_cel = 3.8
+humidity_percent = 78.0
+[[sensor.step]]
+at_ms = 1000
+temperature_ramp_cel_per_min = 60.0
+"""
+        )
+
+    def _start(self, name: str, args: list[str]) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with (self.root / f"{name}.log").open("ab") as log:  # the child keeps its own copy of the fd
+            self.processes[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def start_cloud(self) -> None:
+        db = str(self.root / "cloud.db")
+        self._start(
+            "cloud", [str(BIN / "tallyport-cloud"), "serve", "--listen", f"127.0.0.1:{self.cloud_port}", "--db", db]
+        )
+
+    def start_edge(self) -> None:
+        self._start("edge", [str(BIN / "tallyport-edge"), "run", "--config", str(self.gateway_config)])
+
+    def start_devices(self, speedup: float = 1.0) -> None:
+        sim = str(BIN / "tallyport-sim")
+        broker = f"{self.broker[0]}:{self.broker[1]}"
+        self._start("modbus", [sim, "modbus", "--scenario", str(self.modbus_scenario)])
+        self._start(
+            "rfid",
+            [
+                sim,
+                "rfid",
+                "--broker",
+                broker,
+                "--topic-prefix",
+                self.prefix,
+                "--passages",
+                str(self.passages),
+                "--seed",
+                str(self.seed),
+                "--speedup",
+                str(speedup),
+                "--truth",
+                str(self.rfid_truth),
+            ],
+        )
+        self._start(
+            "probe",
+            [
+                sim,
+                "mqtt-sensor",
+                "--broker",
+                broker,
+                "--topic",
+                f"{self.prefix}/sensors/{{device_id}}/climate",
+                "--duration-s",
+                "6",
+                "--interval-s",
+                "0.5",
+                "--warm-from-s",
+                "2",
+            ],
+        )
+
+    def kill(self, name: str) -> None:
+        self.processes[name].send_signal(signal.SIGKILL)
+        self.processes[name].wait(timeout=10)
+
+    async def wait_for(self, name: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.processes[name].poll() is None:
+            assert time.monotonic() < deadline, f"{name} did not finish\n" + self.log(name)
+            await asyncio.sleep(0.05)
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def log(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")
+
+    def passages_truth(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.rfid_truth.read_text().splitlines() if line.strip()]
+
+    async def events(self) -> list[events_pb2.Event]:
+        found: list[events_pb2.Event] = []
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.cloud_port}") as channel:
+            stub = inventory_pb2_grpc.InventoryServiceStub(channel)
+            token = ""
+            while True:
+                page = await stub.ListEvents(
+                    inventory_pb2.ListEventsRequest(page_size=1000, page_token=token), timeout=5
+                )
+                found.extend(page.events)
+                token = page.next_page_token
+                if not token:
+                    return found
+
+
+@dataclass(frozen=True)
+class PassageScore:
+    right: list[int]
+    wrong: list[str]  # one line per miss, with what the cloud holds
+    pallet_events: dict[str, int]  # pallet id -> how many OBJECT events name it
+
+
+def score_passages(truth: list[dict[str, object]], events: list[events_pb2.Event]) -> PassageScore:
+    """Door and direction of each passage's pallet, from the cloud's object events."""
+    by_pallet: dict[str, list[events_pb2.Event]] = {}
+    for event in events:
+        if event.type == events_pb2.EVENT_TYPE_OBJECT:
+            for obj in event.objects:
+                by_pallet.setdefault(obj.id, []).append(event)
+    right, wrong, counts = [], [], {}
+    for passage in truth:
+        pallet = decode_epc(str(passage["sscc_hex"])).canonical_id
+        seen = by_pallet.get(pallet, [])
+        counts[pallet] = len(seen)
+        expected_step = (
+            events_pb2.BIZ_STEP_RECEIVING if passage["direction"] == "inbound" else events_pb2.BIZ_STEP_DEPARTING
+        )
+        location = f"urn:tallyport:loc:t:{passage['door']}"
+        if len(seen) == 1 and seen[0].biz_location == location and seen[0].biz_step == expected_step:
+            right.append(int(passage["passage"]))  # type: ignore[call-overload]
+        else:
+            held = [(e.biz_location, events_pb2.BizStep.Name(e.biz_step)) for e in seen]
+            wrong.append(f"passage {passage['passage']} {passage['door']} {passage['direction']}: cloud has {held}")
+    return PassageScore(right, wrong, counts)
