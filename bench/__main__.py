@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bench import edge_ingest, modbus_rtu_polls, uplink_throughput
+from bench import edge_ingest, modbus_rtu_polls, rfid_portal_ingest, uplink_throughput
 
 
 def main() -> None:
@@ -13,6 +13,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     options = parser.parse_args()
     asyncio.run(edge_ingest.run(quick=options.quick))
+    asyncio.run(rfid_portal_ingest.run(quick=options.quick))
     asyncio.run(uplink_throughput.run(quick=options.quick))
     asyncio.run(modbus_rtu_polls.run(quick=options.quick))
 
