@@ -121,4 +121,4 @@ async def run(quick: bool = False) -> None:
         ours = await _ours(Path(tmp), count)
     print(f"edge outbox → cloud committed, {count} events, {BATCH_EVENTS}-event batches, window {WINDOW}")
     print(f"  baseline bare grpc.aio stream, same bytes  {baseline:>10,.0f} events/s")
-    print(f"  uplink → ingest → SQLite (dedupe, views)   {ours:>10,.0f} events/s  ({ours / baseline:.0%} of bare)")
+    print(f"  uplink → ingest → SQLite (dedupe, views)   {ours:>10,.0f} events/s  ({ours / baseline:.1%} of bare)")
