@@ -2,37 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc.aio
+from processes import BIN, Processes
 from tallyport.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
 
 from edge.epc import decode_epc
 from hw_sim.broker import free_port
 
-BIN = Path(sys.executable).parent
 
+class DockSite(Processes):
+    """Two RFID doors, a Modbus line and an MQTT probe feeding one gateway; state and logs under `root`."""
 
-@dataclass
-class DockSite:
-    root: Path
-    broker: tuple[str, int]
-    passages: int = 10
-    seed: int = 3
-    cloud_port: int = field(default_factory=free_port)
-    modbus_port: int = field(default_factory=free_port)
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
+    def __init__(self, root: Path, broker: tuple[str, int], passages: int = 10, seed: int = 3) -> None:
+        super().__init__(root)
+        self.broker, self.passages, self.seed = broker, passages, seed
+        self.cloud_port, self.modbus_port = free_port(), free_port()
         self.prefix = f"tallyport-test/{uuid.uuid4().hex[:12]}"
         self.rfid_truth = self.root / "rfid-truth.jsonl"
         self.gateway_config = self.root / "gateway.toml"
@@ -145,84 +134,21 @@ temperature_ramp_cel_per_min = 60.0
 """
         )
 
-    def _start(self, name: str, args: list[str]) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with (self.root / f"{name}.log").open("ab") as log:  # the child keeps its own copy of the fd
-            self.processes[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-
     def start_cloud(self) -> None:
-        db = str(self.root / "cloud.db")
-        self._start(
-            "cloud", [str(BIN / "tallyport-cloud"), "serve", "--listen", f"127.0.0.1:{self.cloud_port}", "--db", db]
-        )
+        self.start_cloud_on(self.cloud_port)
 
     def start_edge(self) -> None:
-        self._start("edge", [str(BIN / "tallyport-edge"), "run", "--config", str(self.gateway_config)])
+        self.start_edge_with(self.gateway_config)
 
     def start_devices(self, speedup: float = 1.0) -> None:
         sim = str(BIN / "tallyport-sim")
         broker = f"{self.broker[0]}:{self.broker[1]}"
-        self._start("modbus", [sim, "modbus", "--scenario", str(self.modbus_scenario)])
-        self._start(
-            "rfid",
-            [
-                sim,
-                "rfid",
-                "--broker",
-                broker,
-                "--topic-prefix",
-                self.prefix,
-                "--passages",
-                str(self.passages),
-                "--seed",
-                str(self.seed),
-                "--speedup",
-                str(speedup),
-                "--truth",
-                str(self.rfid_truth),
-            ],
-        )
-        self._start(
-            "probe",
-            [
-                sim,
-                "mqtt-sensor",
-                "--broker",
-                broker,
-                "--topic",
-                f"{self.prefix}/sensors/{{device_id}}/climate",
-                "--duration-s",
-                "6",
-                "--interval-s",
-                "0.5",
-                "--warm-from-s",
-                "2",
-            ],
-        )
-
-    def kill(self, name: str) -> None:
-        self.processes[name].send_signal(signal.SIGKILL)
-        self.processes[name].wait(timeout=10)
-
-    async def wait_for(self, name: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self.processes[name].poll() is None:
-            assert time.monotonic() < deadline, f"{name} did not finish\n" + self.log(name)
-            await asyncio.sleep(0.05)
-
-    def stop_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def log(self, name: str) -> str:
-        return (self.root / f"{name}.log").read_text(errors="replace")
+        self.start("modbus", [sim, "modbus", "--scenario", str(self.modbus_scenario)])
+        rfid = [sim, "rfid", "--broker", broker, "--topic-prefix", self.prefix, "--passages", str(self.passages)]
+        rfid += ["--seed", str(self.seed), "--speedup", str(speedup), "--truth", str(self.rfid_truth)]
+        self.start("rfid", rfid)
+        probe = [sim, "mqtt-sensor", "--broker", broker, "--topic", f"{self.prefix}/sensors/{{device_id}}/climate"]
+        self.start("probe", [*probe, "--duration-s", "6", "--interval-s", "0.5", "--warm-from-s", "2"])
 
     def passages_truth(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.rfid_truth.read_text().splitlines() if line.strip()]

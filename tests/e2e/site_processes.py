@@ -4,39 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc.aio
+from processes import BIN, Processes
 from tallyport.v1 import inventory_pb2, inventory_pb2_grpc
 
-BIN = Path(sys.executable).parent
+from hw_sim.broker import free_port
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class Site:
+class Site(Processes):
     """One gateway, one simulated scanner and one cloud, each a subprocess, all state under `root`."""
 
-    root: Path
-    scans: int
-    seed: int = 1
-    scan_interval_ms: int = 40
-    cloud_port: int = field(default_factory=free_port)
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
+    def __init__(self, root: Path, scans: int, seed: int = 1, scan_interval_ms: int = 40) -> None:
+        super().__init__(root)
+        self.scans, self.seed, self.scan_interval_ms = scans, seed, scan_interval_ms
+        self.cloud_port = free_port()
         self.link = self.root / "dev" / "scanner0"
         self.truth = self.root / "truth.jsonl"
         self.gateway_config = self.root / "gateway.toml"
@@ -99,59 +84,15 @@ seed = {self.seed}
 """
         )
 
-    def _start(self, name: str, args: list[str]) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with (self.root / f"{name}.log").open("ab") as log:  # the child keeps its own copy of the fd
-            self.processes[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
-
     def start_cloud(self) -> None:
-        self._start(
-            "cloud",
-            [
-                str(BIN / "tallyport-cloud"),
-                "serve",
-                "--listen",
-                f"127.0.0.1:{self.cloud_port}",
-                "--db",
-                str(self.root / "cloud.db"),
-            ],
-        )
+        self.start_cloud_on(self.cloud_port)
 
     def start_edge(self) -> None:
-        self._start("edge", [str(BIN / "tallyport-edge"), "run", "--config", str(self.gateway_config)])
+        self.start_edge_with(self.gateway_config)
 
     def start_simulator(self) -> None:
-        self._start(
-            "sim",
-            [
-                str(BIN / "tallyport-sim"),
-                "scanner",
-                "--scenario",
-                str(self.scenario),
-                "--truth",
-                str(self.truth),
-            ],
-        )
-
-    def kill(self, name: str) -> None:
-        """SIGKILL: no cleanup, no flush, as a power cut or the OOM killer would."""
-        process = self.processes[name]
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
-
-    def stop_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def log(self, name: str) -> str:
-        return (self.root / f"{name}.log").read_text(errors="replace")
+        scenario = ["--scenario", str(self.scenario), "--truth", str(self.truth)]
+        self.start("sim", [str(BIN / "tallyport-sim"), "scanner", *scenario])
 
     async def wait_for_link(self, timeout_s: float = 10) -> None:
         deadline = time.monotonic() + timeout_s
@@ -165,10 +106,7 @@ seed = {self.seed}
         return [json.loads(line) for line in self.truth.read_text().splitlines() if line.strip()]
 
     async def wait_for_simulator(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self.processes["sim"].poll() is None:
-            assert time.monotonic() < deadline, "simulator did not finish\n" + self.log("sim")
-            await asyncio.sleep(0.05)
+        await self.wait_for("sim", timeout_s)
 
     async def cloud_events(self) -> list[inventory_pb2.ListEventsResponse]:
         pages = []

@@ -23,10 +23,6 @@ async def _settled(site: DockSite, timeout_s: float) -> None:
         await asyncio.sleep(0.5)
 
 
-def _check(site: DockSite, score_line: str, events: list[object], score: object) -> None:
-    print(score_line)
-
-
 async def _run(site: DockSite, *, kill_edge_after_s: float | None) -> None:
     site.start_cloud()
     site.start_edge()

@@ -1,0 +1,60 @@
+"""The programs under test as child processes: start, SIGKILL, stop, wait, read their logs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+STOP_TIMEOUT_S = 10
+
+
+class Processes:
+    """Named child processes whose output goes to `root/<name>.log`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, args: list[str]) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with (self.root / f"{name}.log").open("ab") as log:  # the child keeps its own copy of the fd
+            self.processes[name] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def start_cloud_on(self, port: int) -> None:
+        db = str(self.root / "cloud.db")
+        self.start("cloud", [str(BIN / "tallyport-cloud"), "serve", "--listen", f"127.0.0.1:{port}", "--db", db])
+
+    def start_edge_with(self, config: Path) -> None:
+        self.start("edge", [str(BIN / "tallyport-edge"), "run", "--config", str(config)])
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no cleanup, no flush, as a power cut or the OOM killer would."""
+        process = self.processes[name]
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=STOP_TIMEOUT_S)
+
+    async def wait_for(self, name: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.processes[name].poll() is None:
+            assert time.monotonic() < deadline, f"{name} did not finish\n" + self.log(name)
+            await asyncio.sleep(0.05)
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def log(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")
