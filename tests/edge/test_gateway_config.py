@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import load_config, parse_config
+from edge.config import load_config, load_modbus_profiles, parse_config
 from edge.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +33,14 @@ def test_shipped_example_configs_are_valid(path: Path) -> None:
     assert config.scanner, f"{path} should configure a scanner"
     for scanner in config.scanner:
         assert config.read_point_named(scanner.read_point).name == scanner.read_point
+    profiles = load_modbus_profiles(config)  # every device's profile file exists and validates
+    assert set(profiles) == {bus.name for bus in config.modbus_bus}
+
+
+def test_the_demo_gateway_configures_every_driver_kind() -> None:
+    config = load_config(ROOT / "deploy" / "demo" / "gateway.toml")
+    assert config.scanner and config.zebra_reader and config.impinj_reader
+    assert config.modbus_bus and config.mqtt_sensor and len(config.portal) == 2
 
 
 def test_defaults_are_filled_in() -> None:
