@@ -36,6 +36,7 @@ def _uplink(config: GatewayConfig, outbox: Outbox, rng: random.Random) -> Uplink
         gateway_id=config.gateway.id,
         agent_version=AGENT_VERSION,
         batch_events_max=section.batch_events_max,
+        batch_bytes_max=section.batch_bytes_max,
         unacked_batches_max=section.unacked_batches_max,
         ack_timeout_ms=section.ack_timeout_ms,
         connect_timeout_ms=section.connect_timeout_ms,

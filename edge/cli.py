@@ -15,7 +15,7 @@ from google.protobuf.json_format import MessageToDict
 
 from edge.agent import run_agent
 from edge.clock import SystemClock
-from edge.config import GatewayConfig, load_config
+from edge.config import GatewayConfig, load_config, load_modbus_profiles
 from edge.errors import ConfigError, OutboxError
 from edge.logging_setup import configure_logging
 from edge.outbox import open_outbox
@@ -119,7 +119,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tallyport-edge: invalid config:\n{exc}", file=sys.stderr)
         return 2
     if options.command == "check":
-        print(f"{options.config}: valid ({len(config.scanner)} scanners, {len(config.read_point)} read points)")
+        try:
+            load_modbus_profiles(config)
+        except ConfigError as exc:
+            print(f"tallyport-edge: invalid config:\n{exc}", file=sys.stderr)
+            return 2
+        kinds = {
+            "scanners": len(config.scanner),
+            "RFID readers": len(config.zebra_reader) + len(config.impinj_reader),
+            "portals": len(config.portal),
+            "Modbus buses": len(config.modbus_bus),
+            "MQTT sensor feeds": len(config.mqtt_sensor),
+            "read points": len(config.read_point),
+        }
+        print(f"{options.config}: valid ({', '.join(f'{count} {kind}' for kind, count in kinds.items())})")
         return 0
     if options.command != "run" and not config.outbox.path.exists():
         print(f"tallyport-edge: no outbox at {config.outbox.path} yet (the agent has not run)", file=sys.stderr)

@@ -61,6 +61,7 @@ class OutboxSection(_Section):
 class UplinkSection(_Section):
     target: str = Field("127.0.0.1:50051", pattern=r"^[^\s:]+:\d{1,5}$", description="cloud host:port")
     batch_events_max: int = Field(500, ge=1, le=10_000)
+    batch_bytes_max: int = Field(3 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
     unacked_batches_max: int = Field(4, ge=1, le=64)
     ack_timeout_ms: int = Field(10_000, ge=100, le=600_000)
     connect_timeout_ms: int = Field(5_000, ge=100, le=120_000)

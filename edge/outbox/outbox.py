@@ -204,7 +204,15 @@ class Outbox:
                     break
                 group.append(item)
                 events += len(item.events)
-            await self._commit_group(group)
+            try:
+                await self._commit_group(group)
+            except Exception as exc:
+                # The writer must outlive any one group: every later append waits on it.
+                log.exception("outbox writer: a group failed", extra={"path": str(self.path)})
+                error = OutboxError(f"outbox {self.path}: commit failed: {exc}")
+                for item in group:
+                    if not item.future.done():
+                        item.future.set_exception(error)
             if stop:
                 return
 
@@ -257,17 +265,24 @@ class Outbox:
         if rows.events:
             self.events_committed.set()
         if self._near_cap or self.commits_total % CAPACITY_CHECK_COMMITS == 0:
-            await self.check_capacity()
+            try:
+                await self.check_capacity()
+            except OutboxError:
+                # Measuring or shedding failed (e.g. the disk itself is full); the next commit tries again.
+                log.exception("outbox capacity check failed", extra={"path": str(self.path)})
 
     def _refuse_events(self, group: list[_Pending]) -> list[_Pending]:
         """Fail every submission that carries events; keep quarantine rows and ACK marks (they are tiny)."""
         kept = []
         for item in group:
-            if item.events:
-                self.refused_total += len(item.events)
-                item.future.set_exception(
-                    OutboxFullError(f"outbox {self.path} is full ({self._bytes_max} bytes) with movements only")
-                )
+            # Journaled reads are refused too: their source then stays unacknowledged (back-pressure to the
+            # reader and the broker) instead of growing the journal of a full outbox.
+            if item.events or item.journal_payloads:
+                self.refused_total += len(item.events) + len(item.journal_payloads)
+                if not item.future.done():  # its submitter may have been cancelled meanwhile
+                    item.future.set_exception(
+                        OutboxFullError(f"outbox {self.path} is full ({self._bytes_max} bytes) with movements only")
+                    )
             else:
                 kept.append(item)
         return kept

@@ -44,7 +44,9 @@ class SensorEventFilter:
         if last is not None:
             elapsed_ms = (reading.seen_at - last.at).total_seconds() * 1000
             moved = abs(reading.value - last.value) >= self._policy.deadband(reading.measurement)
-            due = elapsed_ms >= self._policy.interval_ms_max
+            # A reading dated before the last event (a sensor's clock jumped back) restarts the clock
+            # instead of silencing the device until its clock catches up.
+            due = elapsed_ms >= self._policy.interval_ms_max or elapsed_ms < 0
             if not due and (not moved or elapsed_ms < self._policy.interval_ms_min):
                 self.suppressed_total += 1
                 return False

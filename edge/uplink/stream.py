@@ -31,6 +31,11 @@ _STREAM_METHOD = "/{}/{}".format(
 )
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    # A silently dead link (no RST) shows within ~30 s even while acks are awaited with no timeout running;
+    # the cloud allows pings every 10 s (cloud/server.py).
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
     # Reconnect quickly after a cloud restart; our own Backoff paces the sessions.
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
@@ -43,6 +48,8 @@ class UplinkSettings:
     gateway_id: str
     agent_version: str
     batch_events_max: int = 500
+    # Below the cloud's 4 MiB default message limit: a batch over it would be refused again on every retry.
+    batch_bytes_max: int = 3 * 1024 * 1024
     unacked_batches_max: int = 4
     ack_timeout_ms: int = 10_000
     connect_timeout_ms: int = 5_000
@@ -170,7 +177,7 @@ class Uplink:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(outbox.events_committed.wait(), self._settings.idle_check_ms / 1000)
                     continue
-            rows = _contiguous_prefix(rows)
+            rows = _within_bytes(_contiguous_prefix(rows), self._settings.batch_bytes_max)
             batch_id = self._next_batch_id
             self._next_batch_id += 1
             message = encode_batch_message(batch_id, [payload for _seq, payload in rows])
@@ -230,6 +237,16 @@ def _contiguous_prefix(rows: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]
     the next batch starting past it tells the cloud those seqs are gone."""
     for index in range(1, len(rows)):
         if rows[index][0] != rows[index - 1][0] + 1:
+            return rows[:index]
+    return rows
+
+
+def _within_bytes(rows: list[tuple[int, bytes]], bytes_max: int) -> list[tuple[int, bytes]]:
+    """The longest prefix of rows whose payloads fit in `bytes_max`; at least one row, whatever its size."""
+    total = 0
+    for index, (_seq, payload) in enumerate(rows):
+        total += len(payload) + 8  # tag and length prefix of each embedded event
+        if total > bytes_max and index > 0:
             return rows[:index]
     return rows
 

@@ -52,7 +52,11 @@ def test_help_lists_every_command() -> None:
 
 def test_check_accepts_a_valid_config(tmp_path: Path) -> None:
     result = _run("check", "--config", str(_config(tmp_path)))
-    assert result.returncode == 0 and "valid (1 scanners, 1 read points)" in result.stdout
+    assert (
+        result.returncode == 0
+        and "valid (1 scanners, 0 RFID readers, 0 portals, 0 Modbus buses, 0 MQTT sensor feeds, 1 read points)"
+        in result.stdout
+    )
 
 
 def test_check_refuses_a_bad_config_with_file_and_key(tmp_path: Path) -> None:

@@ -188,3 +188,19 @@ async def test_a_failed_commit_keeps_the_journal_untouched(tmp_path: Path) -> No
         with pytest.raises(OutboxError):
             await outbox.append_many([_event(1)], consumed_journal_ids=ids)
         assert [row[0] for row in await outbox.journaled_reads()] == ids
+
+
+async def test_a_cancelled_append_at_the_cap_does_not_stop_the_writer(tmp_path: Path) -> None:
+    from edge.errors import OutboxFullError
+
+    cap = 1024 * 1024
+    async with open_outbox(tmp_path / "o.db", clock=SystemClock(), rng=random.Random(1), bytes_max=cap) as outbox:
+        with pytest.raises(OutboxFullError):
+            for _ in range(40):
+                await outbox.append_many([events_pb2.Event(gateway_id="gw-1", biz_location="y" * 2000)] * 50)
+        waiting = asyncio.create_task(outbox.append(_event(1)))
+        await asyncio.sleep(0)  # queued, now waiting for its commit
+        waiting.cancel()
+        # The writer meets the cancelled submission and must carry on answering the next one.
+        with pytest.raises(OutboxFullError):
+            await asyncio.wait_for(outbox.append(_event(2)), 5)

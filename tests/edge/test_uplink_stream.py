@@ -180,3 +180,21 @@ async def test_an_ack_for_the_wrong_batch_ends_the_session_and_deletes_nothing(t
             assert (await outbox.stats()).events == 10
     finally:
         await server.stop(None)
+
+
+async def test_batches_stay_under_the_byte_cap_the_cloud_accepts(tmp_path: Path) -> None:
+    async with (
+        open_outbox(tmp_path / "o.db", clock=SystemClock(), rng=random.Random(1)) as outbox,
+        CloudServer(_config(tmp_path, 0)) as cloud,
+    ):
+        big = []
+        for n in range(60):
+            event = _event(n)
+            event.read_point.antenna = "x" * 10_000  # ~10 kB per event
+            big.append(event)
+        await outbox.append_many(big)
+        settings = {"batch_events_max": 500, "batch_bytes_max": 64 * 1024}
+        async with running(_uplink(outbox, cloud.target, **settings)) as uplink:
+            await _wait_acked(uplink, 60)
+        assert uplink.batches_sent_total >= 10  # at most 6 such events fit in 64 KiB
+        assert await _stored(cloud.target) == (60, 60)
