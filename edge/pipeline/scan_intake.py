@@ -62,8 +62,9 @@ class ScanIntake:
 
     async def run(self) -> None:
         """Read frames until cancelled; device faults are retried inside the driver."""
-        last = await self._outbox.last_frame(self._config.name)
-        self._unacked = last if last is not None and not last.acked else None
+        if self._config.ack_nak:  # without ACK/NAK a scanner never resends, so there is nothing to recognise
+            last = await self._outbox.last_frame(self._config.name)
+            self._unacked = last if last is not None and not last.acked else None
         async with self._driver:
             async for frame in self._driver.frames():
                 await self.handle(frame)
@@ -95,7 +96,10 @@ class ScanIntake:
             # Not durable, so not acknowledged: the scanner resends or the operator rescans.
             self.counters.commit_failures_total += 1
             return
-        self._last_naked_sha256 = "" if ok else digest
+        if self._config.ack_nak:
+            self._last_naked_sha256 = "" if ok else digest
+            # Until the answer is known to have reached the scanner, a resend of this frame is a retransmission.
+            self._unacked = DeviceFrame(self._config.name, digest, self._clock.unix_ms(), acked=False)
         await self._answer(ok)
 
     def _is_retransmission(self, digest: str) -> bool:
@@ -119,9 +123,8 @@ class ScanIntake:
         log.debug("scan stored", extra={"device": self._config.name, "seq": seq, "event_id": event.event_id})
 
     async def _answer(self, ok: bool) -> None:
-        if not self._config.ack_nak:
-            return
-        await self._driver.acknowledge(ok)
+        if not await self._driver.acknowledge(ok):
+            return  # not sent (or ACK/NAK off): the frame stays the one a resend would repeat
         self._unacked = None
         try:
             await self._outbox.mark_frame_acked(self._config.name)

@@ -139,3 +139,24 @@ async def test_the_intake_survives_the_port_vanishing_and_coming_back(station: S
             break
     assert answer == ACK
     assert len(await station.outbox.list_events(10)) == 2
+
+
+async def test_without_ack_nak_the_same_label_twice_is_two_scans(tmp_path: Path) -> None:
+    port = PtyPort(tmp_path / "scanner0")
+    port.open()
+    config = ScannerConfig(name="scanner0", port=str(port.link), read_point="dock-1", ack_nak=False)
+    ean = b"]E05901234123457\r\n"  # a trade item without serial: each scan is one more item
+    async with open_outbox(tmp_path / "outbox.db", clock=SystemClock(), rng=random.Random(1)) as outbox:
+        station = Station(port, outbox, config)
+        station.start()
+        await asyncio.sleep(0.2)
+        port.write(ean)
+        await asyncio.sleep(0.3)
+        port.write(ean)
+        async with asyncio.timeout(5):
+            while len(await outbox.list_events(10)) < 2:
+                await asyncio.sleep(0.05)
+        events = await outbox.list_events(10)
+        await station.stop()
+    port.close()
+    assert [e.quantities[0].gtin for e in events] == ["05901234123457", "05901234123457"]

@@ -144,7 +144,7 @@ class ScannerDriver:
         finally:
             self._iterating = False
 
-    async def acknowledge(self, ok: bool) -> None:
+    async def acknowledge(self, ok: bool) -> bool:
         """Answer the scanner for the last frame: ACK (0x06) when ``ok``, NAK (0x15) when rejected.
 
         Contract: the agent calls this only after the event, or the quarantine row, for that frame is
@@ -153,9 +153,11 @@ class ScannerDriver:
         beeps an error and may retransmit the same data (Zebra: up to 3 times).
 
         A no-op unless ``ack_nak`` is configured. A port that vanished in between is logged, not raised.
+        Returns whether the answer reached the port (False with ``ack_nak`` off): a scanner that never got
+        its ACK will resend the frame, and the caller must still recognise that as a retransmission.
         """
         if not self._config.ack_nak:
-            return
+            return False
         answer = ACK if ok else NAK
         writer = self._writer
         if writer is None or writer.is_closing():
@@ -165,7 +167,7 @@ class ScannerDriver:
                 "ACK" if ok else "NAK",
                 extra=self._log_fields(ok=ok),
             )
-            return
+            return False
         try:
             writer.write(answer)
             async with asyncio.timeout(WRITE_TIMEOUT_MS / 1000):
@@ -174,6 +176,8 @@ class ScannerDriver:
             # The transport has already failed the stream; the read loop will see it and reconnect.
             error = _translate(exc, f"writing {'ACK' if ok else 'NAK'} to {self._config.port}", reading=True)
             logger.warning("scanner %s: %s", self._config.name, error, extra=self._log_fields(ok=ok))
+            return False
+        return True
 
     async def _connected_reader(self) -> asyncio.StreamReader:
         while self._reader is None:
