@@ -81,8 +81,9 @@ async def _ours(path: Path, reads: list[TagRead | GpiEvent]) -> tuple[float, int
             now = chunk[-1].seen_at
             passes = engine.advance(now)
             if passes:
-                pending = engine.pending_since()
-                consumed = [jid for jid, at in fed if pending is None or at < pending]  # type: ignore[operator]
+                pending = [engine.pending_since(portal) for portal in ("door-a", "door-b")]
+                cutoff = min((p for p in pending if p is not None), default=None)
+                consumed = [jid for jid, at in fed if cutoff is None or at < cutoff]  # type: ignore[operator]
                 fed = fed[len(consumed) :]
                 events = [event for p in passes for event in engine.events_for(p, "zebra_reader")]
                 await outbox.append_many(events, consumed_journal_ids=consumed)

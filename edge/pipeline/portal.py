@@ -286,6 +286,7 @@ class PortalEngine:
             raise ConfigError("; ".join(problems))
         self.gateway_id = gateway_id
         self.zone = zone
+        self._configs = tuple(configs)
         self._read_points = dict(read_points)
         neighbours: dict[str, set[str]] = {config.name: set(config.neighbours) for config in configs}
         for config in configs:  # "A is next to B" is also "B is next to A"
@@ -392,18 +393,23 @@ class PortalEngine:
         """Finished passes waiting for a neighbour's session to end."""
         return len(self._held)
 
-    def pending_since(self) -> datetime | None:
-        """Gateway time from which fed reads may still be waiting in an open session or a held pass.
+    def pending_since(self, portal: str) -> datetime | None:
+        """Gateway time from which reads routed to `portal` may still wait in its open session or held passes.
 
-        Every read that arrived before it has become part of a returned pass or was dropped, so the
-        caller may forget it (e.g. delete it from a read journal). None when nothing is pending;
+        Every read of that portal that arrived before it has become part of a returned pass or was dropped,
+        so the caller may forget it (e.g. delete it from a read journal). None when nothing is pending;
         `datetime.min` (UTC) while an orphan rejected read waits for the next release.
         """
-        if any(state.orphan_rejected for state in self._portals.values()):
+        state = self._portals[portal]
+        if state.orphan_rejected:
             return datetime.min.replace(tzinfo=UTC)
-        opened = [state.session.opened_arrival for state in self._portals.values() if state.session is not None]
-        opened += [closed.session.opened_arrival for closed in self._held]
+        opened = [state.session.opened_arrival] if state.session is not None else []
+        opened += [closed.session.opened_arrival for closed in self._held if closed.portal == portal]
         return min(opened, default=None)
+
+    def portals_of(self, reader: str) -> frozenset[str]:
+        """The portals a reader's antennas or photo-eyes feed (empty: its reads are not routed)."""
+        return frozenset(config.name for config in self._configs if reader in config.readers)
 
     def counters(self) -> dict[str, dict[str, int]]:
         """Counts per portal name (reads, reads_outside_session, gpi_edges, sessions, passes, epcs_accepted,

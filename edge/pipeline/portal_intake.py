@@ -62,7 +62,7 @@ class PortalIntake:
         self._clock = clock
         self._reader_drivers = dict(reader_drivers)
         self._queue: asyncio.Queue[JournaledRead] = asyncio.Queue(maxsize=QUEUE_READS_MAX)
-        self._fed: deque[tuple[int, datetime]] = deque()  # (journal id, arrival) not yet consumed
+        self._fed: deque[tuple[int, datetime, str]] = deque()  # (journal id, arrival, reader) not yet consumed
         self.passes_total = 0
         self.events_total = 0
 
@@ -113,7 +113,7 @@ class PortalIntake:
         self._feed(read)
 
     def _feed(self, read: JournaledRead) -> None:
-        self._fed.append((read.journal_id, read.arrival))
+        self._fed.append((read.journal_id, read.arrival, read.item.reader))
         if isinstance(read.item, TagRead):
             self._engine.feed_tag(read.item, read.arrival)
         else:
@@ -133,18 +133,28 @@ class PortalIntake:
             # The reads stay journaled; they are replayed (and the passes rebuilt) after a restart.
             log.exception("could not commit portal passes", extra={"passes": len(passes)})
             raise
-        for _ in consumed:
-            self._fed.popleft()
+        kept = set(consumed)
+        self._fed = deque(entry for entry in self._fed if entry[0] not in kept)
         self.passes_total += len(passes)
         self.events_total += len(events)
 
     def _consumed_ids(self) -> list[int]:
-        pending_since = self._engine.pending_since()
+        """Journaled reads every portal they feed is done with: arrived before that portal's pending time.
+
+        Per portal, not one cutoff for all: a busy door must not keep a quiet door's finished passes in
+        the journal, where a restart would replay them into a second pass.
+        """
+        pending: dict[str, datetime | None] = {}
         consumed = []
-        for journal_id, arrival in self._fed:
-            if pending_since is not None and arrival >= pending_since:
-                break
-            consumed.append(journal_id)
+        for journal_id, arrival, reader in self._fed:
+            done = True
+            for portal in self._engine.portals_of(reader):
+                if portal not in pending:
+                    pending[portal] = self._engine.pending_since(portal)
+                since = pending[portal]
+                done = done and (since is None or arrival < since)
+            if done:
+                consumed.append(journal_id)
         return consumed
 
     def _events(self, portal_pass: PortalPass) -> list[events_pb2.Event]:
