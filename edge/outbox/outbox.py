@@ -57,6 +57,9 @@ COMMIT_EVENTS_MAX_DEFAULT = 2000
 PENDING_SUBMISSIONS_MAX_DEFAULT = 10_000
 CLOSE_TIMEOUT_S = 30.0
 BYTES_MAX_DEFAULT = 512 * 1024 * 1024
+# How long a journaled message's digest is kept to recognise its redelivery: far longer than a broker
+# takes to resend an unacknowledged QoS 1 message after the agent restarts.
+JOURNAL_MESSAGES_KEPT_MS = 3_600_000
 SHED_AT_FRACTION = 0.9
 RESUME_AT_FRACTION = 0.8
 CAPACITY_CHECK_COMMITS = 8  # the size is measured every this many commits, and on every commit while near the cap
@@ -76,6 +79,7 @@ class _Pending:
     future: asyncio.Future[list[int]]
     journal_source: str = ""
     journal_payloads: Sequence[bytes] = ()
+    journal_message_digest: str = ""
     consumed_journal_ids: Sequence[int] = ()
 
 
@@ -88,6 +92,7 @@ class _GroupWrite:
     markers: dict[str, tuple[str, int, int]] = field(default_factory=dict)
     acked_devices: list[str] = field(default_factory=list)
     journal: list[tuple[str, int, bytes]] = field(default_factory=list)
+    journal_messages: list[tuple[str, str, int]] = field(default_factory=list)
     consumed_journal_ids: list[int] = field(default_factory=list)
 
 
@@ -157,13 +162,31 @@ class Outbox:
             _Pending(events, None, None, None, self._future(), consumed_journal_ids=consumed_journal_ids)
         )
 
-    async def journal_reads(self, source: str, payloads: Sequence[bytes]) -> list[int]:
-        """Commit raw reads to the journal and return their ids; after this their source may be acked."""
+    async def journal_reads(self, source: str, payloads: Sequence[bytes], *, message_digest: str = "") -> list[int]:
+        """Commit raw reads to the journal and return their ids; after this their source may be acked.
+
+        `message_digest` (of the message the reads came in) is remembered for `JOURNAL_MESSAGES_KEPT_MS`,
+        so `journaled_message` can tell a redelivery of it.
+        """
         if not payloads:
             return []
         return await self._submit(
-            _Pending((), None, None, None, self._future(), journal_source=source, journal_payloads=payloads)
+            _Pending(
+                (),
+                None,
+                None,
+                None,
+                self._future(),
+                journal_source=source,
+                journal_payloads=payloads,
+                journal_message_digest=message_digest,
+            )
         )
+
+    async def journaled_message(self, digest: str) -> bool:
+        """Whether a message with this digest had its reads journaled recently."""
+        rows = await self._fetch("SELECT 1 FROM journal_messages WHERE digest = ?", (digest,))
+        return bool(rows)
 
     async def journaled_reads(self, after_id: int = 0, limit: int = 10_000) -> list[tuple[int, str, bytes]]:
         """Reads still in the journal (not yet turned into events), oldest first: (id, source, payload)."""
@@ -239,6 +262,8 @@ class Outbox:
             if item.marker is not None:
                 rows.markers[item.marker.device] = (item.marker.raw_sha256, now_ms, 0)
             rows.journal.extend((item.journal_source, now_ms, payload) for payload in item.journal_payloads)
+            if item.journal_message_digest and item.journal_payloads:
+                rows.journal_messages.append((item.journal_message_digest, item.journal_source, now_ms))
             rows.consumed_journal_ids.extend(item.consumed_journal_ids)
         try:
             quarantine_ids, journal_ids = await self._write(rows)
@@ -368,6 +393,15 @@ class Outbox:
             journal_ids = await _insert_many_returning_ids(
                 db, "INSERT INTO read_journal (source, received_at_ms, payload) VALUES (?, ?, ?)", rows.journal
             )
+            if rows.journal_messages:
+                await db.executemany(
+                    "INSERT OR IGNORE INTO journal_messages (digest, source, received_at_ms) VALUES (?, ?, ?)",
+                    rows.journal_messages,
+                )
+                await db.execute(
+                    "DELETE FROM journal_messages WHERE received_at_ms < ?",
+                    (rows.journal_messages[-1][2] - JOURNAL_MESSAGES_KEPT_MS,),
+                )
             if rows.consumed_journal_ids:
                 await db.executemany(
                     "DELETE FROM read_journal WHERE id = ?", [(read_id,) for read_id in rows.consumed_journal_ids]

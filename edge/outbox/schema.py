@@ -51,4 +51,14 @@ MIGRATIONS: tuple[str, ...] = (
         payload BLOB NOT NULL
     );
     """,
+    # 3: digests of the reader messages whose reads were journaled, so a message the broker redelivers
+    # (the agent died between the journal commit and its PUBACK) is acknowledged and not read twice.
+    """
+    CREATE TABLE journal_messages (
+        digest TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        received_at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX journal_messages_by_age ON journal_messages (received_at_ms);
+    """,
 )

@@ -11,6 +11,7 @@ are replayed into the engine at start: nothing acknowledged is lost, no pass is 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -65,15 +66,23 @@ class PortalIntake:
         self._fed: deque[tuple[int, datetime, str]] = deque()  # (journal id, arrival, reader) not yet consumed
         self.passes_total = 0
         self.events_total = 0
+        self.redeliveries_total = 0
 
     async def read_from(self, reader: str, driver: ReaderDriver) -> None:
         """Journal each message's reads, quarantine its rejects, then acknowledge it to the reader."""
         async for message in driver.messages():
+            digest = hashlib.sha256(message.payload).hexdigest()
+            if await self._outbox.journaled_message(digest):
+                # A redelivery (the agent died between journaling it and its PUBACK): already in hand.
+                self.redeliveries_total += 1
+                await driver.acknowledge(message.token)
+                continue
             if message.rejects:
                 reason = "; ".join(message.rejects)
                 await self._outbox.quarantine(Rejected(reader, "reader_payload", reason, message.payload))
             items = list(message.items)
-            ids = await self._outbox.journal_reads(reader, [encode_read(item, message.received_at) for item in items])
+            payloads = [encode_read(item, message.received_at) for item in items]
+            ids = await self._outbox.journal_reads(reader, payloads, message_digest=digest)
             await driver.acknowledge(message.token)
             for journal_id, item in zip(ids, items, strict=True):
                 await self._queue.put(JournaledRead(journal_id, item, message.received_at))

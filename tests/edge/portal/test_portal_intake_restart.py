@@ -83,7 +83,8 @@ def _engine() -> PortalEngine:
 def _message(reader: str, antenna: int, epc: str, at_ms: int) -> DriverMessage[RfidItem]:
     at = T0 + timedelta(milliseconds=at_ms)
     read = TagRead(reader, antenna, epc, at, peak_rssi_dbm=-50.0)
-    return DriverMessage(source=reader, payload=b"{}", received_at=at, items=(read,), rejects=(), token=NO_ACK)
+    payload = f"{reader} {antenna} {epc} {at_ms}".encode()  # as a reader message, unique per report
+    return DriverMessage(source=reader, payload=payload, received_at=at, items=(read,), rejects=(), token=NO_ACK)
 
 
 async def _run_until(
@@ -117,3 +118,18 @@ async def test_a_quiet_door_s_finished_pass_is_not_replayed_while_another_door_i
         await _run_until(second, clock, outbox, None, until_ms=8000)
         after = [e for e in await outbox.list_events(100) if any(o.epc_hex == EPC_A for o in e.objects)]
     assert len(after) == 1, [events_pb2.BizStep.Name(e.biz_step) for e in after]
+
+
+async def test_a_message_the_broker_redelivers_after_a_restart_is_not_read_twice(tmp_path: Path) -> None:
+    clock = ManualClock()
+    async with open_outbox(tmp_path / "o.db", clock=clock, rng=random.Random(1)) as outbox:
+        messages = [_message("reader-4", 1 if at < 500 else 2, EPC_A, at) for at in range(0, 1001, 200)]
+        drivers = {"reader-4": "zebra_reader", "reader-5": "zebra_reader"}
+        first = PortalIntake(_engine, outbox, clock, drivers)
+        await _run_until(first, clock, outbox, ScriptedReader(messages), until_ms=3000)
+        # The PUBACKs were lost with the agent: the broker sends every message again to the new agent.
+        second = PortalIntake(_engine, outbox, clock, drivers)
+        await _run_until(second, clock, outbox, ScriptedReader(messages), until_ms=6000)
+        events = [e for e in await outbox.list_events(100) if any(o.epc_hex == EPC_A for o in e.objects)]
+        assert second.redeliveries_total == len(messages)
+    assert len(events) == 1
