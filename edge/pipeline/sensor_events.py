@@ -38,6 +38,7 @@ class SensorEventFilter:
         self.suppressed_total = 0
 
     def admit(self, reading: SensorReading) -> bool:
+        """Whether `reading` is worth an event; call `remember` once that event is committed."""
         self.readings_total += 1
         key = (reading.device_id, reading.measurement)
         last = self._last.get(key)
@@ -50,8 +51,12 @@ class SensorEventFilter:
             if not due and (not moved or elapsed_ms < self._policy.interval_ms_min):
                 self.suppressed_total += 1
                 return False
-        self._last[key] = _Last(reading.value, reading.seen_at)
         return True
+
+    def remember(self, reading: SensorReading) -> None:
+        """The reading's event is stored: later readings are measured against it. Only after the commit,
+        so that a sample whose commit failed is not suppressed when its source sends it again."""
+        self._last[(reading.device_id, reading.measurement)] = _Last(reading.value, reading.seen_at)
 
 
 def reading_to_event(

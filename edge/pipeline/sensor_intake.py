@@ -11,9 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import zoneinfo
-from collections.abc import Mapping
-
-from tallyport.v1 import events_pb2
+from collections.abc import Mapping, Sequence
 
 from edge.config import ReadPointConfig
 from edge.drivers.modbus_bus import ModbusBus, ModbusFault
@@ -39,23 +37,25 @@ class SensorIntake:
         self.events_total = 0
         self.shed_total = 0
 
-    def _events(
-        self, readings: tuple[SensorReading, ...] | list[SensorReading], read_point: ReadPointConfig, driver: str
-    ) -> list[events_pb2.Event]:
-        return [
+    async def _store(self, readings: Sequence[SensorReading], read_point: ReadPointConfig, driver: str) -> None:
+        admitted = [reading for reading in readings if self._filter.admit(reading)]
+        if not admitted:
+            return
+        events = [
             reading_to_event(
                 reading, gateway_id=self._gateway_id, driver=driver, read_point=read_point, zone=self._zone
             )
-            for reading in readings
-            if self._filter.admit(reading)
+            for reading in admitted
         ]
-
-    async def _store(self, events: list[events_pb2.Event]) -> None:
         try:
             await self._outbox.append_many(events)
-            self.events_total += len(events)
         except OutboxFullError:
+            # Sensor samples are what a full outbox gives up first: counted as shed, nothing remembered.
             self.shed_total += len(events)
+            return
+        self.events_total += len(events)
+        for reading in admitted:
+            self._filter.remember(reading)
 
     async def from_modbus(self, bus: ModbusBus, read_points: Mapping[str, ReadPointConfig]) -> None:
         """Run one bus and store what it reads; `read_points` maps each device name to its read point."""
@@ -67,7 +67,7 @@ class SensorIntake:
                 if isinstance(item, ModbusFault):
                     await self._outbox.quarantine(Rejected(item.device, item.reason_code, item.reason, item.raw))
                     continue
-                await self._store(self._events([item], read_points[item.device_id], "modbus_bus"))
+                await self._store([item], read_points[item.device_id], "modbus_bus")
 
     async def from_mqtt(self, driver: MqttSensorDriver, read_point: ReadPointConfig) -> None:
         async with driver:
@@ -75,5 +75,5 @@ class SensorIntake:
                 if message.rejects:
                     reason = "; ".join(message.rejects)
                     await self._outbox.quarantine(Rejected(message.source, "sensor_payload", reason, message.payload))
-                await self._store(self._events(message.items, read_point, "mqtt_sensor"))
+                await self._store(message.items, read_point, "mqtt_sensor")
                 await driver.acknowledge(message.token)

@@ -21,31 +21,39 @@ def _reading(seconds: float, value: float, measurement: str = "Temperature") -> 
     return SensorReading("sht20-1", measurement, value, uom, T0 + timedelta(seconds=seconds))  # type: ignore[arg-type]
 
 
+def _admit(gate: SensorEventFilter, reading: SensorReading) -> bool:
+    """Admit and, as the intake does after a successful commit, remember."""
+    admitted = gate.admit(reading)
+    if admitted:
+        gate.remember(reading)
+    return admitted
+
+
 def test_first_reading_passes_then_small_changes_are_suppressed() -> None:
     gate = SensorEventFilter(POLICY)
-    admitted = [gate.admit(_reading(s, v)) for s, v in [(0, 4.0), (15, 4.2), (30, 4.4), (45, 4.6)]]
+    admitted = [_admit(gate, _reading(s, v)) for s, v in [(0, 4.0), (15, 4.2), (30, 4.4), (45, 4.6)]]
     assert admitted == [True, False, False, True]  # 4.6 is 0.6 away from 4.0
     assert gate.suppressed_total == 2
 
 
 def test_a_big_change_waits_for_the_minimum_interval() -> None:
     gate = SensorEventFilter(POLICY)
-    assert gate.admit(_reading(0, 4.0))
-    assert not gate.admit(_reading(5, 9.0))  # moved, but only 5 s later
-    assert gate.admit(_reading(11, 9.0))
+    assert _admit(gate, _reading(0, 4.0))
+    assert not _admit(gate, _reading(5, 9.0))  # moved, but only 5 s later
+    assert _admit(gate, _reading(11, 9.0))
 
 
 def test_a_steady_sensor_still_reports_at_the_heartbeat_interval() -> None:
     gate = SensorEventFilter(POLICY)
-    assert gate.admit(_reading(0, 4.0))
-    assert not gate.admit(_reading(59, 4.0))
-    assert gate.admit(_reading(60, 4.0))
+    assert _admit(gate, _reading(0, 4.0))
+    assert not _admit(gate, _reading(59, 4.0))
+    assert _admit(gate, _reading(60, 4.0))
 
 
 def test_measurements_and_devices_are_tracked_apart() -> None:
     gate = SensorEventFilter(POLICY)
-    assert gate.admit(_reading(0, 4.0))
-    assert gate.admit(_reading(1, 55.0, "RelativeHumidity"))
+    assert _admit(gate, _reading(0, 4.0))
+    assert _admit(gate, _reading(1, 55.0, "RelativeHumidity"))
 
 
 def test_the_event_is_an_epcis_sensor_report_in_the_sheddable_class() -> None:
@@ -65,3 +73,10 @@ def test_the_event_is_an_epcis_sensor_report_in_the_sheddable_class() -> None:
     (report,) = event.sensor_reports
     assert (report.type, report.value, report.uom, report.device_id) == ("Temperature", -20.5, "CEL", "sht20-1")
     assert not event.objects and event.biz_location == "urn:loc:chiller"
+
+
+def test_a_reading_whose_event_was_not_stored_is_admitted_again() -> None:
+    gate = SensorEventFilter(POLICY)
+    assert _admit(gate, _reading(0, 4.0))
+    assert gate.admit(_reading(20, 9.0))  # admitted, but its commit failed: not remembered
+    assert gate.admit(_reading(20, 9.0))  # the redelivered sample still becomes an event
