@@ -15,7 +15,7 @@ import hashlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from tallyport.v1 import events_pb2
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 TICK_MS = 100  # how often sessions are checked for their end; bounds pass latency past session_idle_ms
 QUEUE_READS_MAX = 50_000
 JOURNAL_REPLAY_PAGE = 5_000
+SWEEP_INTERVAL_MS = 2_000
 
 
 class ReaderDriver(Protocol):
@@ -67,6 +68,7 @@ class PortalIntake:
         self.passes_total = 0
         self.events_total = 0
         self.redeliveries_total = 0
+        self._last_sweep = datetime.min.replace(tzinfo=UTC)
 
     async def read_from(self, reader: str, driver: ReaderDriver) -> None:
         """Journal each message's reads, quarantine its rejects, then acknowledge it to the reader."""
@@ -130,7 +132,12 @@ class PortalIntake:
 
     async def _close_passes(self, now: datetime) -> None:
         passes = self._engine.advance(now)
-        consumed = self._consumed_ids()
+        # Consumption changes when passes end; reads dropped outside any session are swept now and then,
+        # not on every tick (the scan is linear in the reads of open sessions).
+        sweep_due = now - self._last_sweep >= timedelta(milliseconds=SWEEP_INTERVAL_MS)
+        consumed = self._consumed_ids() if passes or sweep_due else []
+        if sweep_due:
+            self._last_sweep = now
         if not passes and not consumed:
             return
         events = [event for portal_pass in passes for event in self._events(portal_pass)]
