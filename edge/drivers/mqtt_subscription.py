@@ -43,6 +43,7 @@ import itertools
 import logging
 import random
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -598,3 +599,57 @@ def _translate(exc: BaseException, what: str) -> DeviceError:
     cause = exc.__cause__
     detail = f"{exc} ({cause})" if cause is not None and str(cause) else str(exc)
     return DeviceError(f"{what}: {type(exc).__name__}: {detail}")
+
+
+class DecodingMqttDriver(Generic[ItemT]):
+    """A device on MQTT as an ``async with`` resource: subscribe, decode each message with ``_decode``, ack.
+
+    The shape every MQTT driver shares (Zebra readers, MQTT sensors); a subclass names its topics and its
+    codec. ``rng`` drives the reconnect jitter; ``clock`` gives the receive time.
+    """
+
+    def __init__(
+        self,
+        config: MqttConnectionConfig,
+        *,
+        device: str,
+        broker_host: str,
+        client_id: str,
+        topics: Sequence[str],
+        rng: random.Random,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._subscription = MqttSubscription(
+            config, device=device, broker_host=broker_host, client_id=client_id, topics=topics, rng=rng, clock=clock
+        )
+
+    @property
+    def subscription(self) -> MqttSubscription:
+        """The broker connection, for its availability and counters."""
+        return self._subscription
+
+    async def __aenter__(self) -> Self:
+        await self._subscription.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._subscription.__aexit__(exc_type, exc, traceback)
+
+    async def messages(self) -> AsyncGenerator[DriverMessage[ItemT], None]:
+        """Yield each message decoded, for as long as it is iterated; broker faults never escape."""
+        # aclosing: breaking out of this loop must close the subscription's generator now, not at GC time.
+        async with aclosing(self._subscription.messages()) as received_messages:
+            async for received in received_messages:
+                yield decode_received(received, self._decode)
+
+    async def acknowledge(self, token: AckToken) -> None:
+        """Acknowledge a message to the broker (PUBACK) once what it produced is committed to the outbox."""
+        await self._subscription.acknowledge(token)
+
+    def _decode(self, payload: bytes, received_at: datetime) -> Decoded[ItemT]:
+        raise NotImplementedError

@@ -12,22 +12,19 @@ is sent by ``acknowledge`` after the commit (see ``edge.drivers.mqtt_subscriptio
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
+from collections.abc import Callable
 from datetime import datetime
-from types import TracebackType
-from typing import Self
 
 from edge.drivers.json_payload import Decoded
 from edge.drivers.mqtt_sensor.config import MqttSensorConfig
 from edge.drivers.mqtt_sensor.payload import decode_sensor_payload
-from edge.drivers.mqtt_subscription import AckToken, DriverMessage, MqttSubscription, decode_received, utc_now
+from edge.drivers.mqtt_subscription import DecodingMqttDriver, utc_now
 from edge.pipeline.reads import SensorReading
 
 __all__ = ["MqttSensorDriver"]
 
 
-class MqttSensorDriver:
+class MqttSensorDriver(DecodingMqttDriver[SensorReading]):
     """The sensors on one topic filter as an ``async with`` resource whose ``messages()`` yields readings.
 
     ``rng`` drives the reconnect jitter; ``clock`` gives the receive time used when a payload has no time.
@@ -37,7 +34,7 @@ class MqttSensorDriver:
         self, config: MqttSensorConfig, *, rng: random.Random, clock: Callable[[], datetime] = utc_now
     ) -> None:
         self._config = config
-        self._subscription = MqttSubscription(
+        super().__init__(
             config,
             device=config.name,
             broker_host=config.broker_host,
@@ -46,33 +43,6 @@ class MqttSensorDriver:
             rng=rng,
             clock=clock,
         )
-
-    @property
-    def subscription(self) -> MqttSubscription:
-        """The broker connection, for its availability and counters."""
-        return self._subscription
-
-    async def __aenter__(self) -> Self:
-        await self._subscription.__aenter__()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self._subscription.__aexit__(exc_type, exc, traceback)
-
-    async def messages(self) -> AsyncGenerator[DriverMessage[SensorReading], None]:
-        """Yield each message decoded, for as long as it is iterated; broker faults never escape."""
-        async with aclosing(self._subscription.messages()) as received_messages:
-            async for received in received_messages:
-                yield decode_received(received, self._decode)
-
-    async def acknowledge(self, token: AckToken) -> None:
-        """Acknowledge a message to the broker (PUBACK) once its readings are committed to the outbox."""
-        await self._subscription.acknowledge(token)
 
     def _decode(self, payload: bytes, received_at: datetime) -> Decoded[SensorReading]:
         return decode_sensor_payload(
