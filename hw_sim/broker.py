@@ -103,10 +103,10 @@ def mosquitto_binary() -> str | None:
     return found
 
 
-def start_broker(log_path: Path) -> Broker:
+def start_broker(log_path: Path, *, prefer_amqtt: bool = False) -> Broker:
     """Start mosquitto (or amqtt) on a free port and wait until it answers; its output goes to `log_path`."""
     port = free_port()
-    mosquitto = mosquitto_binary()
+    mosquitto = None if prefer_amqtt else mosquitto_binary()
     kind: BrokerKind
     if mosquitto is not None:
         command, kind = [mosquitto, "-p", str(port)], "mosquitto"

@@ -30,7 +30,7 @@ import grpc.aio
 from tallyport.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
 
 from edge.epc import decode_epc
-from hw_sim.broker import Broker, find_or_start_broker
+from hw_sim.broker import Broker, find_or_start_broker, start_broker
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "deploy" / "demo"
@@ -121,7 +121,10 @@ def _cli(*args: str) -> str:
 
 def _gateway_config(broker: Broker) -> Path:
     """The demo gateway config, pointed at the broker we found or started."""
-    text = (DEMO / "gateway.toml").read_text().replace("broker_port = 1883", f"broker_port = {broker.port}")
+    text = (DEMO / "gateway.toml").read_text()
+    # amqtt speaks MQTT 3.1.1 only; the drivers default to MQTT 5.
+    settings = f"broker_port = {broker.port}" + ('\nprotocol = "3.1.1"' if broker.kind == "amqtt" else "")
+    text = text.replace("broker_port = 1883", settings)
     path = VAR / "gateway.toml"
     path.write_text(text)
     return path
@@ -176,6 +179,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scans", type=int, default=40, help="scans the simulated scanner sends (default 40)")
     parser.add_argument("--passages", type=int, default=12, help="pallets through the RFID doors (default 12)")
+    parser.add_argument(
+        "--amqtt", action="store_true", help="run on a pure-Python amqtt broker of its own (as on a bare machine)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep var/demo from the last run (default: start clean)")
     options = parser.parse_args()
     if not options.keep and VAR.exists():
@@ -185,7 +191,8 @@ def main() -> int:
     rfid_truth = VAR / "rfid-truth.jsonl"
     print("Tallyport demo: DC1 with a scanner at dock 4, RFID portals at doors A and B, climate sensors on")
     print("Modbus RTU and MQTT; one gateway agent; the cloud on its embedded SQLite store.\n")
-    broker = find_or_start_broker(VAR / "mqtt-broker.log")
+    log = VAR / "mqtt-broker.log"
+    broker = start_broker(log, prefer_amqtt=True) if options.amqtt else find_or_start_broker(log)
     print(f"  MQTT broker: {broker.kind} on {broker.host}:{broker.port}")
     gateway_config = _gateway_config(broker)
     sim = str(BIN / "tallyport-sim")

@@ -18,7 +18,9 @@ from hw_sim.broker import free_port
 class DockSite(Processes):
     """Two RFID doors, a Modbus line and an MQTT probe feeding one gateway; state and logs under `root`."""
 
-    def __init__(self, root: Path, broker: tuple[str, int], passages: int = 10, seed: int = 3) -> None:
+    def __init__(
+        self, root: Path, broker: tuple[str, int], passages: int = 10, seed: int = 3, mqtt_protocol: str = "5"
+    ) -> None:
         super().__init__(root)
         self.broker, self.passages, self.seed = broker, passages, seed
         self.cloud_port, self.modbus_port = free_port(), free_port()
@@ -79,6 +81,7 @@ level = "info"
 name = "reader-a"
 broker_host = "{host}"
 broker_port = {port}
+protocol = "{mqtt_protocol}"
 client_id = "{client}-a"
 tag_topic = "{self.prefix}/reader-a/data"
 event_topic = "{self.prefix}/reader-a/events"
@@ -89,6 +92,7 @@ name = "reader-b"
 mode = "mqtt"
 broker_host = "{host}"
 broker_port = {port}
+protocol = "{mqtt_protocol}"
 client_id = "{client}-b"
 topic = "{self.prefix}/reader-b/events"
 reconnect_delay_ms_initial = 50
@@ -97,6 +101,7 @@ reconnect_delay_ms_max = 500
 name = "probes"
 broker_host = "{host}"
 broker_port = {port}
+protocol = "{mqtt_protocol}"
 client_id = "{client}-probes"
 topic = "{self.prefix}/sensors/+/climate"
 read_point = "cold-room"
