@@ -31,6 +31,7 @@ from tallyport.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
 
 from edge.epc import decode_epc
 from hw_sim.broker import Broker, find_or_start_broker, start_broker
+from hw_sim.scanner.simulator import read_truth
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "deploy" / "demo"
@@ -53,12 +54,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
-def _read_truth(path: Path) -> list[dict[str, object]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 async def _visible(stub: inventory_pb2_grpc.InventoryServiceStub, scan: dict[str, object], needed: int) -> bool:
@@ -85,7 +80,7 @@ async def _follow(truth_path: Path, scans: int, simulator: subprocess.Popen[byte
         gtin_scans: dict[str, int] = {}
         needed: dict[int, int] = {}
         while followed < scans or pending:
-            truth = _read_truth(truth_path)
+            truth = read_truth(truth_path)
             for scan in truth[followed:]:
                 if scan["valid"] and not scan["object_id"]:
                     gtin_scans[str(scan["gtin"])] = gtin_scans.get(str(scan["gtin"]), 0) + 1
@@ -109,7 +104,7 @@ async def _follow(truth_path: Path, scans: int, simulator: subprocess.Popen[byte
                 elif waited_ms > 10_000:
                     print(f"  scan {scan['n']:>3}  NOT in the cloud after 10 s: {scan}")
                     pending.remove(scan)
-            if simulator.poll() is not None and followed == len(_read_truth(truth_path)) and not pending:
+            if simulator.poll() is not None and followed == len(read_truth(truth_path)) and not pending:
                 break
             await asyncio.sleep(0.02)
     return latencies
@@ -132,7 +127,7 @@ def _gateway_config(broker: Broker) -> Path:
 
 async def _score_passages(truth_path: Path) -> tuple[int, int]:
     """(passages whose pallet the cloud places at the right door in the right direction, passages)."""
-    passages = _read_truth(truth_path)
+    passages = read_truth(truth_path)
     correct = 0
     async with grpc.aio.insecure_channel(CLOUD_ADDRESS) as channel:
         stub = inventory_pb2_grpc.InventoryServiceStub(channel)
@@ -264,7 +259,7 @@ def main() -> int:
 
 def _score(truth_path: Path) -> int:
     """Every valid scan in the cloud exactly once: compare the simulator's truth with the cloud's events."""
-    scans = _read_truth(truth_path)
+    scans = read_truth(truth_path)
     expected_objects = sorted(str(s["object_id"]) for s in scans if s["valid"] and s["object_id"])
     expected_quantity = sum(float(s["quantity"]) for s in scans if s["valid"] and not s["object_id"])  # type: ignore[arg-type]
     lines = _cli(

@@ -104,7 +104,7 @@ class ScannerSimulator:
 
 
 def read_truth(path: Path) -> list[dict[str, object]]:
-    """The ground truth a simulator wrote, one dict per scan."""
+    """The ground truth a simulator wrote as JSONL (scans, passages), one dict per line; [] before it exists."""
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc.aio
-from processes import BIN, Processes
-from tallyport.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
+from processes import BIN, Processes, cloud_events
+from tallyport.v1 import events_pb2
 
 from edge.epc import decode_epc
 from hw_sim.broker import free_port
+from hw_sim.scanner.simulator import read_truth
 
 
 class DockSite(Processes):
@@ -156,21 +155,10 @@ temperature_ramp_cel_per_min = 60.0
         self.start("probe", [*probe, "--duration-s", "6", "--interval-s", "0.5", "--warm-from-s", "2"])
 
     def passages_truth(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.rfid_truth.read_text().splitlines() if line.strip()]
+        return read_truth(self.rfid_truth)
 
     async def events(self) -> list[events_pb2.Event]:
-        found: list[events_pb2.Event] = []
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.cloud_port}") as channel:
-            stub = inventory_pb2_grpc.InventoryServiceStub(channel)
-            token = ""
-            while True:
-                page = await stub.ListEvents(
-                    inventory_pb2.ListEventsRequest(page_size=1000, page_token=token), timeout=5
-                )
-                found.extend(page.events)
-                token = page.next_page_token
-                if not token:
-                    return found
+        return await cloud_events(self.cloud_port)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+import grpc.aio
+from tallyport.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
+
 BIN = Path(sys.executable).parent
 STOP_TIMEOUT_S = 10
 
@@ -58,3 +61,17 @@ class Processes:
 
     def log(self, name: str) -> str:
         return (self.root / f"{name}.log").read_text(errors="replace")
+
+
+async def cloud_events(port: int) -> list[events_pb2.Event]:
+    """Every event the cloud on 127.0.0.1:`port` holds, through its paged ListEvents."""
+    found: list[events_pb2.Event] = []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = inventory_pb2_grpc.InventoryServiceStub(channel)
+        token = ""
+        while True:
+            page = await stub.ListEvents(inventory_pb2.ListEventsRequest(page_size=1000, page_token=token), timeout=5)
+            found.extend(page.events)
+            token = page.next_page_token
+            if not token:
+                return found

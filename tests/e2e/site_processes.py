@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc.aio
-from processes import BIN, Processes
-from tallyport.v1 import inventory_pb2, inventory_pb2_grpc
+from processes import BIN, Processes, cloud_events
 
 from hw_sim.broker import free_port
+from hw_sim.scanner.simulator import read_truth
 
 
 class Site(Processes):
@@ -101,26 +100,10 @@ seed = {self.seed}
             await asyncio.sleep(0.02)
 
     def truth_lines(self) -> list[dict[str, object]]:
-        if not self.truth.exists():
-            return []
-        return [json.loads(line) for line in self.truth.read_text().splitlines() if line.strip()]
+        return read_truth(self.truth)
 
     async def wait_for_simulator(self, timeout_s: float) -> None:
         await self.wait_for("sim", timeout_s)
-
-    async def cloud_events(self) -> list[inventory_pb2.ListEventsResponse]:
-        pages = []
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.cloud_port}") as channel:
-            stub = inventory_pb2_grpc.InventoryServiceStub(channel)
-            token = ""
-            while True:
-                page = await stub.ListEvents(
-                    inventory_pb2.ListEventsRequest(page_size=1000, page_token=token), timeout=5
-                )
-                pages.append(page)
-                token = page.next_page_token
-                if not token:
-                    return pages
 
 
 @dataclass(frozen=True)
@@ -152,7 +135,7 @@ class Tally:
 
 async def tally(site: Site) -> Tally:
     truth = site.truth_lines()
-    events = [event for page in await site.cloud_events() for event in page.events]
+    events = await cloud_events(site.cloud_port)
     return Tally(
         expected_objects=sorted(str(s["object_id"]) for s in truth if s["valid"] and s["object_id"]),
         stored_objects=sorted(obj.id for event in events for obj in event.objects),
