@@ -26,6 +26,7 @@ from cloud.store.records import (
     StoredEvent,
     StreamState,
 )
+from cloud.store.sql import Sql
 
 __all__ = [
     "EventObjectKey",
@@ -38,6 +39,7 @@ __all__ = [
     "OnHandRecord",
     "PositionRecord",
     "QuarantineRecord",
+    "Sql",
     "Store",
     "StoredEvent",
     "StreamState",
@@ -98,6 +100,14 @@ class Store(Protocol):
         (SQLite: with every other). Call `stream_state` before `save_stream_state`: that read
         is what locks the stream.
         """
+        ...
+
+    def write(self) -> AbstractAsyncContextManager[Sql]:
+        """Plain SQL inside one write transaction (see `cloud.store.sql`); commits on clean exit."""
+        ...
+
+    def read(self) -> AbstractAsyncContextManager[Sql]:
+        """Plain SQL reading the last committed state (see `cloud.store.sql`)."""
         ...
 
     async def get_position(self, key: str) -> PositionRecord | None:

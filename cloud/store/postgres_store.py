@@ -85,6 +85,7 @@ from cloud.store.records import (
     StoredEvent,
     StreamState,
 )
+from cloud.store.sql import Dialect, to_postgres_placeholders
 
 __all__ = ["SCHEMA_NAME_PATTERN", "PostgresStore", "describe_dsn"]
 
@@ -340,6 +341,22 @@ class PostgresStore:
             with _pg_errors("commit"):
                 await connection.execute("COMMIT")
 
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[_PostgresSql]:
+        """A `Sql` inside BEGIN ... COMMIT (READ COMMITTED) on a pooled connection; rolls back on error."""
+        async with self._connection("begin a transaction") as connection, self._bounded("write transaction"):
+            with _pg_errors("begin a transaction"):
+                await connection.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+            yield _PostgresSql(connection)
+            with _pg_errors("commit"):
+                await connection.execute("COMMIT")
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[_PostgresSql]:
+        """A `Sql` on a pooled connection in autocommit: each statement sees the last committed state."""
+        async with self._connection("read") as connection, self._bounded("read"):
+            yield _PostgresSql(connection)
+
     # ---- reading -------------------------------------------------------------------------
 
     async def _fetch(
@@ -445,6 +462,42 @@ class PostgresStore:
             GatewayRecord(state, tuple(gaps.get((state.gateway_id, state.outbox_id), ())))
             for state in (StreamState(*row) for row in streams)
         ]
+
+
+class _PostgresSql:
+    """`cloud.store.sql.Sql` on one pooled connection; `?` placeholders become psycopg's."""
+
+    dialect: Dialect = "postgres"
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    async def execute(self, statement: str, parameters: Sequence[object] = ()) -> int:
+        with _pg_errors("execute a statement"):
+            cursor = await self._connection.execute(_portable(statement), parameters)
+            return max(cursor.rowcount, 0)
+
+    async def execute_many(self, statement: str, rows: Iterable[Sequence[object]]) -> None:
+        with _pg_errors("execute a statement"):
+            async with self._connection.cursor() as cursor:
+                await cursor.executemany(_portable(statement), list(rows))
+
+    async def fetch_all(self, statement: str, parameters: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        with _pg_errors("run a query"):
+            cursor = await self._connection.execute(_portable(statement), parameters)
+            return [tuple(row) for row in await cursor.fetchall()]
+
+    async def fetch_one(self, statement: str, parameters: Sequence[object] = ()) -> tuple[Any, ...] | None:
+        with _pg_errors("run a query"):
+            cursor = await self._connection.execute(_portable(statement), parameters)
+            row = await cursor.fetchone()
+        return None if row is None else tuple(row)
+
+
+def _portable(statement: str) -> LiteralString:
+    # The statements are our own code's constants, written with `?`; the conversion keeps them so
+    # (mypy treats LiteralString as str, so nothing is cast here).
+    return to_postgres_placeholders(statement)
 
 
 class _PostgresIngestTransaction:
@@ -799,7 +852,8 @@ async def _migrate(connection: Connection, schema: str, where: str, operation_ti
             for index in range(version, SCHEMA_VERSION):
                 description, script = MIGRATIONS[index]
                 async with connection.transaction():
-                    await connection.execute(script)
+                    if script.strip():  # a subsystem's slot may be empty while it is being built
+                        await connection.execute(script)
                     await connection.execute(
                         "INSERT INTO schema_migrations (version, description) VALUES (%s, %s)",
                         (index + 1, description),

@@ -41,6 +41,7 @@ from cloud.store.records import (
     StreamState,
 )
 from cloud.store.schema import MIGRATIONS, SCHEMA_VERSION
+from cloud.store.sql import Dialect
 
 __all__ = ["Durability", "SqliteStore"]
 
@@ -181,7 +182,7 @@ class SqliteStore:
     # ---- writing -------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def ingest_transaction(self) -> AsyncIterator[_SqliteIngestTransaction]:
+    async def _write_transaction(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
         """BEGIN IMMEDIATE ... COMMIT on the writer; rolls back on any exception or cancellation."""
         self._check_usable()
         try:
@@ -193,11 +194,11 @@ class SqliteStore:
             ) from exc
         try:
             self._check_usable()
-            async with self._bounded("ingest transaction"):
+            async with self._bounded(what):
                 with _sqlite_errors("begin a transaction"):
                     await self._writer.execute("BEGIN IMMEDIATE")
                 try:
-                    yield _SqliteIngestTransaction(self._writer)
+                    yield self._writer
                     with _sqlite_errors("commit"):
                         await self._writer.execute("COMMIT")
                 except BaseException as exc:
@@ -205,6 +206,25 @@ class SqliteStore:
                     raise
         finally:
             self._write_lock.release()
+
+    @asynccontextmanager
+    async def ingest_transaction(self) -> AsyncIterator[_SqliteIngestTransaction]:
+        """BEGIN IMMEDIATE ... COMMIT on the writer; rolls back on any exception or cancellation."""
+        async with self._write_transaction("ingest transaction") as writer:
+            yield _SqliteIngestTransaction(writer)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[_SqliteSql]:
+        """A `Sql` inside one write transaction, serialised with ingest; commits on clean exit."""
+        async with self._write_transaction("write transaction") as writer:
+            yield _SqliteSql(writer)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[_SqliteSql]:
+        """A `Sql` on the query-only reader: each statement sees the last committed state."""
+        self._check_usable()
+        async with self._bounded("read"):
+            yield _SqliteSql(self._reader)
 
     async def _rollback(self, *, interrupt: bool) -> None:
         if interrupt:
@@ -333,6 +353,34 @@ class SqliteStore:
             GatewayRecord(state, tuple(gaps.get((state.gateway_id, state.outbox_id), ())))
             for state in map(_stream_from_row, streams)
         ]
+
+
+class _SqliteSql:
+    """`cloud.store.sql.Sql` on one aiosqlite connection; the caller owns the transaction."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._connection = connection
+
+    async def execute(self, statement: str, parameters: Sequence[object] = ()) -> int:
+        with _sqlite_errors("execute a statement"):
+            cursor = await self._connection.execute(statement, parameters)
+            return max(cursor.rowcount, 0)
+
+    async def execute_many(self, statement: str, rows: Iterable[Sequence[object]]) -> None:
+        with _sqlite_errors("execute a statement"):
+            await self._connection.executemany(statement, rows)
+
+    async def fetch_all(self, statement: str, parameters: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        with _sqlite_errors("run a query"):
+            return [tuple(row) for row in await self._connection.execute_fetchall(statement, parameters)]
+
+    async def fetch_one(self, statement: str, parameters: Sequence[object] = ()) -> tuple[Any, ...] | None:
+        with _sqlite_errors("run a query"):
+            async with self._connection.execute(statement, parameters) as cursor:
+                row = await cursor.fetchone()
+        return None if row is None else tuple(row)
 
 
 class _SqliteIngestTransaction:
