@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -17,12 +18,17 @@ from typing import Any
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
-from tallyport.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
+from tallyport.v1 import epcis_pb2, epcis_pb2_grpc, events_pb2, inventory_pb2, inventory_pb2_grpc
 
 from cloud import cli_output
+from cloud.cli_rpc import UNREACHABLE_CODES, unreachable
 from cloud.config import load_config
+from cloud.epcis.client import ExportError, fetch_document, write_document
 from cloud.errors import CloudError, ConfigError, ServerUnreachableError
+from cloud.exceptions import cli as exceptions_cli
 from cloud.logs import configure_logging
+from cloud.masterdata import cli as masterdata_cli
+from cloud.reconciliation import cli as reconciliation_cli
 from cloud.server import serve
 
 __all__ = ["build_parser", "main"]
@@ -31,9 +37,9 @@ DEFAULT_SERVER = "127.0.0.1:50051"
 RPC_TIMEOUT_S_DEFAULT = 10.0
 EVENTS_LIMIT_DEFAULT = 50
 EVENTS_LIMIT_MAX = 100_000
+EXPORT_PAGE_SIZE = 1000  # the largest page ExportEvents serves: fewest round trips
 EXIT_ERROR_ANSWER = 1
 EXIT_USAGE_OR_UNREACHABLE = 2
-_UNREACHABLE_CODES = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 _DESCRIPTION = """\
 Tallyport cloud aggregator.
@@ -53,6 +59,12 @@ examples:
   tallyport-cloud events --gateway gw-dock4 --json | jq .event_id
   tallyport-cloud quarantine
   tallyport-cloud gateways --server cloud.example:50051
+  tallyport-cloud masterdata load deploy/demo/masterdata.toml
+  tallyport-cloud masterdata list skus
+  tallyport-cloud exceptions list                        # ranked by priority; also show|ack|resolve|shelve|watch
+  tallyport-cloud reconcile --cycle-counts deploy/demo/cycle-counts.csv   # or --snapshot FILE --source NAME, --pull
+  tallyport-cloud kpis --window 24h                      # accuracy, freshness, exceptions, data quality
+  tallyport-cloud epcis-export --since 2025-01-31T00:00:00Z --output events.jsonld
 
 exit codes: 0 ok; 1 the server answered with an error; 2 usage/config error or server unreachable.
 """
@@ -95,13 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_on_hand(commands, client)
     _add_events(commands, client)
     _add_quarantine(commands, client)
+    masterdata_cli.add_parser(commands, client)
+    exceptions_cli.add_parser(commands, client)
+    reconciliation_cli.add_parsers(commands, client)
+    _add_epcis_export(commands, client)
     _subcommand(
         commands,
         "gateways",
         client,
-        "per-gateway delivery state and gaps",
+        "per-gateway delivery state, gaps and alarms",
         "Each gateway outbox: the highest seq committed, last contact, events stored, and the seq\n"
-        "ranges recorded as lost (gaps).",
+        "ranges recorded as lost (gaps); then the alarms each gateway last reported (outbox near its\n"
+        "cap, shedding, full, salvaged...), active or cleared.",
         ["tallyport-cloud gateways", "tallyport-cloud gateways --json"],
     )
     return parser
@@ -139,6 +156,7 @@ def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
             "tallyport-cloud serve --config cloud.toml",
             "tallyport-cloud serve --listen 0.0.0.0:50051 --db /var/lib/tallyport/cloud.db",
             "tallyport-cloud serve --listen 0.0.0.0:50051 --store-dsn postgresql://tallyport@db:5432/tallyport",
+            "tallyport-cloud serve --exception-rules deploy/demo/exception-rules.toml",
         ],
     )
     serve_parser.add_argument("--config", type=Path, metavar="FILE", help="cloud.toml to read (optional)")
@@ -152,6 +170,11 @@ def _add_serve(commands: Any, common: argparse.ArgumentParser) -> None:
         metavar="DSN",
         help="store in this PostgreSQL database instead of SQLite (sets [store] backend = postgres), "
         "e.g. postgresql://tallyport@db:5432/tallyport; the password belongs in PGPASSWORD or ~/.pgpass",
+    )
+    serve_parser.add_argument(
+        "--exception-rules",
+        metavar="FILE",
+        help="exception rules TOML (sets [exceptions] rules_file), e.g. deploy/demo/exception-rules.toml",
     )
 
 
@@ -235,6 +258,39 @@ def _add_quarantine(commands: Any, client: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_epcis_export(commands: Any, client: argparse.ArgumentParser) -> None:
+    export = _subcommand(
+        commands,
+        "epcis-export",
+        client,
+        "export events as one EPCIS 2.0 JSON-LD document",
+        "Export stored events as one GS1 EPCIS 2.0 JSON-LD document (EPCISDocument, CBV 2.0 vocabulary),\n"
+        "oldest first. Each event's eventID is its CBV 2.0 EPCIS Event Hash ID; the Tallyport event_id,\n"
+        "gateway and seq are the extensions tallyport:eventId, tallyport:gatewayId, tallyport:seq.\n"
+        "Filters combine with AND, as for `events`. Writes to stdout, or to FILE whole or not at all.",
+        [
+            "tallyport-cloud epcis-export --output events.jsonld",
+            "tallyport-cloud epcis-export --location urn:tallyport:loc:dc1:dock-4 --biz-step receiving",
+            "tallyport-cloud epcis-export --since 2025-01-31T00:00:00Z --until 2025-02-01T00:00:00Z > day.jsonld",
+        ],
+    )
+    export.add_argument("--gateway", default="", help="only from this gateway_id")
+    export.add_argument("--location", default="", help="only at this biz_location")
+    export.add_argument("--gtin", default="", help="only mentioning this GTIN-14")
+    export.add_argument("--object", default="", help="only mentioning this object id")
+    export.add_argument("--biz-step", default="", help="only this business step, e.g. receiving")
+    export.add_argument("--since", default="", help="event_time >= this ISO 8601 time, e.g. 2025-01-31T00:00:00Z")
+    export.add_argument("--until", default="", help="event_time < this ISO 8601 time")
+    export.add_argument("--output", type=Path, metavar="FILE", help="write the document here (default: stdout)")
+    export.add_argument(
+        "--max-events",
+        type=_positive_int,
+        default=EVENTS_LIMIT_MAX,
+        metavar="N",
+        help=f"fail instead of exporting more than N events (default and maximum {EVENTS_LIMIT_MAX})",
+    )
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -253,6 +309,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "masterdata":
+            return asyncio.run(masterdata_cli.run(args))
+        if args.command == "exceptions":
+            return exceptions_cli.main_command(args)
+        if args.command in reconciliation_cli.COMMANDS:
+            return asyncio.run(reconciliation_cli.run(args))
         lines = asyncio.run(_query(args))
     except ConfigError as exc:
         print(f"tallyport-cloud: {exc}", file=sys.stderr)
@@ -277,6 +339,7 @@ def _serve(args: argparse.Namespace) -> int:
             ("store", "durability"): args.durability,
             ("store", "dsn"): args.store_dsn,
             ("store", "backend"): None if args.store_dsn is None else "postgres",
+            ("exceptions", "rules_file"): args.exception_rules,
         }.items()
         if value is not None
     }
@@ -295,16 +358,17 @@ class _ErrorAnswer(CloudError):
 
 async def _query(args: argparse.Namespace) -> list[str]:
     async with aio.insecure_channel(args.server) as channel:
-        stub = inventory_pb2_grpc.InventoryServiceStub(channel)
+        stub: Any = (
+            epcis_pb2_grpc.EpcisServiceStub(channel)
+            if args.command == "epcis-export"
+            else inventory_pb2_grpc.InventoryServiceStub(channel)
+        )
         command: Callable[[Any, argparse.Namespace], Awaitable[list[str]]] = _QUERIES[args.command]
         try:
             return await command(stub, args)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() in _UNREACHABLE_CODES:
-                raise ServerUnreachableError(
-                    f"cannot reach the cloud server at {args.server} ({exc.code().name}: {exc.details()}); "
-                    "is `tallyport-cloud serve` running there? (see --server)"
-                ) from exc
+            if exc.code() in UNREACHABLE_CODES:
+                raise unreachable(args.server, exc) from exc
             raise _ErrorAnswer(f"{exc.code().name}: {exc.details()}") from exc
 
 
@@ -371,8 +435,39 @@ async def _gateways(stub: Any, args: argparse.Namespace) -> list[str]:
     reply = await stub.ListGateways(inventory_pb2.ListGatewaysRequest(), timeout=args.timeout)
     if args.json:
         return cli_output.json_lines(reply.gateways)
-    headers = ["GATEWAY", "OUTBOX", "COMMITTED_SEQ", "LAST_CONTACT", "EVENTS", "GAPS"]
-    return cli_output.table(headers, cli_output.gateway_rows(reply.gateways)) if reply.gateways else []
+    headers = ["GATEWAY", "OUTBOX", "COMMITTED_SEQ", "LAST_CONTACT", "EVENTS", "CLOCK_OFFSET", "GAPS"]
+    lines = cli_output.table(headers, cli_output.gateway_rows(reply.gateways)) if reply.gateways else []
+    alarms = cli_output.alarm_rows(reply.gateways)
+    if alarms:  # a second table: the alarms each gateway last reported
+        lines += ["", *cli_output.table(cli_output.ALARM_HEADERS, alarms)]
+    return lines
+
+
+async def _epcis_export(stub: Any, args: argparse.Namespace) -> list[str]:
+    request = epcis_pb2.ExportEventsRequest(
+        page_size=EXPORT_PAGE_SIZE,
+        gateway_id=args.gateway,
+        biz_location=args.location,
+        gtin=args.gtin,
+        object_id=args.object,
+        biz_step=_biz_step(args.biz_step),
+    )
+    if args.since:
+        request.since.CopyFrom(_timestamp(args.since, "--since"))
+    if args.until:
+        request.until.CopyFrom(_timestamp(args.until, "--until"))
+    try:
+        document = await fetch_document(stub, request, events_max=args.max_events, timeout_s=args.timeout)
+    except ExportError as exc:
+        raise _ErrorAnswer(str(exc)) from exc
+    if args.output is None:
+        return [json.dumps(document, ensure_ascii=False, indent=2)]
+    try:
+        write_document(document, args.output)
+    except OSError as exc:
+        raise ConfigError(f"--output {args.output}: cannot write the document: {exc}") from exc
+    print(f"wrote {len(document['epcisBody']['eventList'])} events to {args.output}", file=sys.stderr)
+    return []
 
 
 _QUERIES: dict[str, Callable[[Any, argparse.Namespace], Awaitable[list[str]]]] = {
@@ -381,6 +476,7 @@ _QUERIES: dict[str, Callable[[Any, argparse.Namespace], Awaitable[list[str]]]] =
     "events": _events,
     "quarantine": _quarantine,
     "gateways": _gateways,
+    "epcis-export": _epcis_export,
 }
 
 

@@ -14,11 +14,14 @@ from datetime import UTC, datetime
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from tallyport.v1 import events_pb2, inventory_pb2
+from tallyport.v1 import events_pb2, ingest_pb2, inventory_pb2
 
 __all__ = [
+    "ALARM_HEADERS",
+    "alarm_rows",
     "enum_label",
     "event_rows",
+    "format_clock_offset",
     "format_quantity",
     "format_time",
     "gateway_rows",
@@ -140,8 +143,15 @@ def quarantine_rows(entries: Iterable[inventory_pb2.QuarantinedEvent]) -> list[l
     ]
 
 
+def format_clock_offset(offset_ms: int) -> str:
+    """Cloud time minus gateway time, signed seconds: "+3600.012s" means the gateway is 1 h behind."""
+    sign = "-" if offset_ms < 0 else "+"
+    seconds, millis = divmod(abs(offset_ms), 1000)
+    return f"{sign}{seconds}.{millis:03d}s"
+
+
 def gateway_rows(gateways: Iterable[inventory_pb2.GatewayState]) -> list[list[str]]:
-    """Gateway, outbox, committed seq, last contact, events stored, gaps (first-last)."""
+    """Gateway, outbox, committed seq, last contact, events stored, clock offset, gaps (first-last)."""
     return [
         [
             state.gateway_id,
@@ -149,7 +159,33 @@ def gateway_rows(gateways: Iterable[inventory_pb2.GatewayState]) -> list[list[st
             str(state.committed_through_seq),
             format_time(state.last_contact),
             str(state.events_stored),
+            format_clock_offset(state.clock_offset_ms) if state.HasField("clock_offset_ms") else "-",
             ",".join(f"{gap.first_seq}-{gap.last_seq}" for gap in state.gaps) or "-",
         ]
         for state in gateways
     ]
+
+
+ALARM_HEADERS = ("GATEWAY", "ALARM", "SEVERITY", "STATE", "RAISED_AT", "MESSAGE")
+
+
+def alarm_rows(gateways: Iterable[inventory_pb2.GatewayState]) -> list[list[str]]:
+    """Gateway, alarm code, severity, active/cleared, raised at, message: once per gateway, active first."""
+    rows: list[list[str]] = []
+    seen: set[str] = set()
+    for state in gateways:
+        if state.gateway_id in seen:  # every outbox row of a gateway carries the same alarms
+            continue
+        seen.add(state.gateway_id)
+        rows.extend(
+            [
+                state.gateway_id,
+                alarm.code,
+                enum_label(ingest_pb2.AlarmSeverity, alarm.severity, "ALARM_SEVERITY_"),
+                "active" if alarm.active else "cleared",
+                format_time(alarm.raised_at),
+                alarm.message,
+            ]
+            for alarm in state.alarms
+        )
+    return rows

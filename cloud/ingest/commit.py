@@ -1,7 +1,12 @@
 """What a Hello and an EventBatch do to the store, each in one atomic transaction.
 
 This is the exactly-once half of the uplink: the edge sends at least once, and here
-- an event whose event_id is already stored is a duplicate and changes nothing;
+- an event whose event_id is already stored with the same content (everything but the seq,
+  which only says where an outbox put it) is a duplicate and changes nothing;
+- an event whose event_id is already stored with other content, or whose seq is at or below
+  the high-water mark while its event_id was never stored, is a conflict: the first copy is
+  kept, this one is quarantined with the reason and reported as REJECT_CODE_CONFLICT (a forged
+  or corrupted batch, or an outbox restored from a backup; nothing is overwritten silently);
 - an invalid event is quarantined (once per (gateway, outbox, seq)) and counts as handled;
 - the batch's events, its quarantine rows, its projection changes, any gap and the new
   committed_through_seq commit together, so an Ack always describes committed state;
@@ -14,10 +19,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from google.protobuf.message import DecodeError
 from tallyport.v1 import events_pb2, ingest_pb2
 
 from cloud.errors import ProtocolError
-from cloud.ingest.validation import validate_event
+from cloud.ingest.validation import event_time_ahead_problem, validate_event
 from cloud.projections import moved_objects, project
 from cloud.store import (
     EventObjectKey,
@@ -76,10 +82,16 @@ class BatchOutcome:
     previous_seq: int  # committed_through_seq before the batch
     gap: GapRecord | None
     quarantined: int  # new quarantine rows (a replayed reject is not quarantined twice)
+    stored: tuple[events_pb2.Event, ...] = ()  # the events this batch newly stored, in seq order (post-commit hooks)
 
 
-async def open_stream(store: Store, hello: ingest_pb2.Hello, now_us: int) -> HelloOutcome:
-    """Create or touch the (gateway, outbox) state; record a gap if the edge lost seqs we never got."""
+async def open_stream(
+    store: Store, hello: ingest_pb2.Hello, now_us: int, clock_offset_ms: int | None = None
+) -> HelloOutcome:
+    """Create or touch the (gateway, outbox) state; record a gap if the edge lost seqs we never got.
+
+    `clock_offset_ms` (measured from the Hello) replaces the recorded offset; None keeps it.
+    """
     async with store.ingest_transaction() as tx:
         state = await tx.stream_state(hello.gateway_id, hello.outbox_id)
         new_outbox = state is None
@@ -92,6 +104,8 @@ async def open_stream(store: Store, hello: ingest_pb2.Hello, now_us: int) -> Hel
             gap = await _record_gap(tx, state, hello.oldest_seq, GAP_REASON_AT_HELLO, now_us)
             state = replace(state, committed_through_seq=hello.oldest_seq - 1)
         state = replace(state, agent_version=hello.agent_version, last_contact_us=now_us)
+        if clock_offset_ms is not None:
+            state = replace(state, clock_offset_ms=clock_offset_ms)
         await tx.save_stream_state(state)
     return HelloOutcome(state, gap, new_outbox, other_outbox_ids)
 
@@ -114,11 +128,18 @@ def check_batch_shape(batch: ingest_pb2.EventBatch, max_batch_events: int) -> No
         raise ProtocolError(f"batch {batch.batch_id}: seq {first + count - 1} is above the maximum {SEQ_MAX}")
 
 
-def check_events(batch: ingest_pb2.EventBatch, gateway_id: str) -> list[CheckedEvent]:
-    """Validate every event of a well-shaped batch against the contract."""
+def check_events(
+    batch: ingest_pb2.EventBatch, gateway_id: str, now_us: int | None = None, event_time_ahead_max_ms: int = 0
+) -> list[CheckedEvent]:
+    """Validate every event of a well-shaped batch against the contract.
+
+    With `now_us`, an event_time more than `event_time_ahead_max_ms` ahead of it is invalid too.
+    """
     checked = []
     for event in batch.events:
         reason = validate_event(event, gateway_id)
+        if reason is None and now_us is not None:
+            reason = event_time_ahead_problem(event, now_us, event_time_ahead_max_ms)
         reject = None
         if reason is not None:
             code = (
@@ -132,13 +153,21 @@ def check_events(batch: ingest_pb2.EventBatch, gateway_id: str) -> list[CheckedE
 
 
 async def commit_batch(
-    store: Store, gateway_id: str, outbox_id: str, batch_id: int, checked: Sequence[CheckedEvent], now_us: int
+    store: Store,
+    gateway_id: str,
+    outbox_id: str,
+    batch_id: int,
+    checked: Sequence[CheckedEvent],
+    now_us: int,
+    clock_offset_ms: int | None = None,
 ) -> BatchOutcome:
-    """Store, quarantine and project one batch and move the high-water mark, all in one transaction."""
+    """Store, quarantine and project one batch and move the high-water mark, all in one transaction.
+
+    `clock_offset_ms`, when given, replaces the stream's recorded gateway clock offset.
+    """
     assert checked, "check_batch_shape refuses empty batches"
     first_seq, last_seq = checked[0].event.seq, checked[-1].event.seq
     valid = [item for item in checked if item.reject is None]
-    rejected = [item for item in checked if item.reject is not None]
     async with store.ingest_transaction() as tx:
         state = await tx.stream_state(gateway_id, outbox_id)
         if state is None:  # the Hello created it; only a hand-edited database lacks it
@@ -146,9 +175,17 @@ async def commit_batch(
         gap = None
         if first_seq > state.committed_through_seq + 1:
             gap = await _record_gap(tx, state, first_seq, GAP_REASON_BETWEEN_BATCHES, now_us)
-        inserted = await tx.insert_events([_stored(item, outbox_id, now_us) for item in valid])
-        fresh = _first_copies(valid, inserted)
+        # A seq at or below the high-water mark was handled before: it may only be a replay.
+        above = [item for item in valid if item.event.seq > state.committed_through_seq]
+        inserted = await tx.insert_events([_stored(item, outbox_id, now_us) for item in above])
+        kept = await tx.stored_payloads({item.event.event_id for item in valid} - inserted)
+        sorted_out = _sort_out(valid, inserted, kept, outbox_id, state.committed_through_seq)
+        rejected = sorted(
+            [item for item in checked if item.reject is not None] + sorted_out.conflicts,
+            key=lambda item: item.event.seq,
+        )
         quarantined = await tx.quarantine([_quarantined(item, gateway_id, outbox_id, now_us) for item in rejected])
+        fresh = sorted_out.fresh
         if fresh:
             await _apply_projections(tx, fresh)
         new_seq = max(state.committed_through_seq, last_seq)
@@ -158,19 +195,20 @@ async def commit_batch(
                 committed_through_seq=new_seq,
                 last_contact_us=now_us,
                 events_stored=state.events_stored + len(fresh),
-                duplicates=state.duplicates + len(valid) - len(fresh),
+                duplicates=state.duplicates + sorted_out.duplicates,
                 rejects=state.rejects + quarantined,
                 batches=state.batches + 1,
+                clock_offset_ms=state.clock_offset_ms if clock_offset_ms is None else clock_offset_ms,
             )
         )
     ack = ingest_pb2.Ack(
         batch_id=batch_id,
         committed_through_seq=new_seq,
         accepted=len(fresh),
-        duplicates=len(valid) - len(fresh),
+        duplicates=sorted_out.duplicates,
         rejects=[item.reject for item in rejected if item.reject is not None],
     )
-    return BatchOutcome(ack, state.committed_through_seq, gap, quarantined)
+    return BatchOutcome(ack, state.committed_through_seq, gap, quarantined, tuple(fresh))
 
 
 async def _record_gap(tx: IngestTransaction, state: StreamState, next_seq: int, reason: str, now_us: int) -> GapRecord:
@@ -179,15 +217,53 @@ async def _record_gap(tx: IngestTransaction, state: StreamState, next_seq: int, 
     return gap
 
 
-def _first_copies(valid: Sequence[CheckedEvent], inserted: set[str]) -> list[events_pb2.Event]:
-    """The events this batch newly stored, in seq order; a repeated event_id counts once."""
-    fresh, seen = [], set()
+@dataclass(slots=True)
+class _SortedOut:
+    fresh: list[events_pb2.Event]  # newly stored, in seq order
+    duplicates: int
+    conflicts: list[CheckedEvent]  # with their REJECT_CODE_CONFLICT reject
+
+
+def _sort_out(
+    valid: Sequence[CheckedEvent], inserted: set[str], kept: dict[str, bytes], outbox_id: str, committed_seq: int
+) -> _SortedOut:
+    """Which valid events were newly stored, which repeat a kept copy, and which contradict one."""
+    sorted_out = _SortedOut([], 0, [])
+    first_copies: dict[str, bytes] = {}  # the payload of each event_id this batch stored
     for item in valid:
-        event_id = item.event.event_id
-        if event_id in inserted and event_id not in seen:
-            seen.add(event_id)
-            fresh.append(item.event)
-    return fresh
+        event = item.event
+        if event.event_id in inserted and event.event_id not in first_copies:
+            first_copies[event.event_id] = item.payload
+            sorted_out.fresh.append(event)
+            continue
+        kept_payload = first_copies.get(event.event_id, kept.get(event.event_id))
+        if kept_payload is None:
+            reason = (
+                f"seq {event.seq} of outbox {outbox_id!r} was already committed (through {committed_seq}) "
+                f"and event_id {event.event_id!r} was never stored: the seq cannot hold a new event"
+            )
+        elif _same_content(kept_payload, item):
+            sorted_out.duplicates += 1
+            continue
+        else:
+            reason = f"event_id {event.event_id!r} is already stored with other content; the first copy is kept"
+        reject = ingest_pb2.Reject(
+            seq=event.seq, event_id=event.event_id, code=ingest_pb2.REJECT_CODE_CONFLICT, reason=reason
+        )
+        sorted_out.conflicts.append(replace(item, reject=reject))
+    return sorted_out
+
+
+def _same_content(kept_payload: bytes, item: CheckedEvent) -> bool:
+    """Whether a stored event and `item` are the same event, whatever seq each was sent under."""
+    if kept_payload == item.payload:
+        return True
+    try:
+        kept = events_pb2.Event.FromString(kept_payload)
+    except DecodeError:
+        return False  # an unreadable stored copy: report the conflict rather than guess
+    kept.seq = item.event.seq
+    return kept == item.event
 
 
 async def _apply_projections(tx: IngestTransaction, events: Sequence[events_pb2.Event]) -> None:

@@ -2,7 +2,9 @@
 
 One gateway, one stream: when a gateway opens a new stream while an old one is still
 registered (a zombie connection left by a network cut that keepalive has not yet noticed),
-the newer one wins and the older one is told to stop with ABORTED. At shutdown every
+the newer one wins and the older one is told to stop with ABORTED. With gateway tokens
+configured only a stream authenticated for that gateway gets here (`cloud.ingest.auth`), so a
+client claiming another gateway's id cannot supersede its stream. At shutdown every
 stream is told to stop with UNAVAILABLE so that gateways reconnect and resume.
 """
 

@@ -17,6 +17,14 @@ Rules, in the order they are checked (the first failure is the reason):
   valid GS1 check digit, every SSCC 18 digits with a valid check digit; epc_hex, when
   present, is upper-case hex;
 - every quantity names a valid GTIN and is finite and >= 0; sensor values are finite.
+
+One rule depends on the cloud's clock and its config, so it is a function of its own
+(`event_time_ahead_problem`, applied by `cloud.ingest.commit.check_events`): an event_time
+more than `[ingest].max_event_time_ahead_ms` ahead of the cloud's clock is rejected. The bound
+is there because positions follow the newest event_time: a far-future event would pin an
+item where it was seen until real time caught up. Events in the past are never refused for
+their age (a backlog drained after a long outage is old), and a gateway clock skewed by less
+than the bound (the default is 2 h: ±1 h of skew passes) changes nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import re
 
 from tallyport.v1 import events_pb2
 
-__all__ = ["EVENT_ID_LENGTH_MAX", "gs1_check_digit", "validate_event"]
+__all__ = ["EVENT_ID_LENGTH_MAX", "event_time_ahead_problem", "gs1_check_digit", "validate_event"]
 
 EVENT_ID_LENGTH_MAX = 128
 EVENT_TIME_OFFSET_MINUTES_MAX = 14 * 60
@@ -61,6 +69,24 @@ def validate_event(event: events_pb2.Event, gateway_id: str) -> str | None:
         if reason is not None:
             return reason
     return None
+
+
+def event_time_ahead_problem(event: events_pb2.Event, now_us: int, ahead_max_ms: int) -> str | None:
+    """Why `event`'s (already valid) event_time is too far ahead of the cloud's `now_us`, or None."""
+    ahead_us = event.event_time.seconds * 1_000_000 + event.event_time.nanos // 1000 - now_us
+    if ahead_us <= ahead_max_ms * 1000:
+        return None
+    return (
+        f"event_time is {_duration(ahead_us)} ahead of the cloud's clock, beyond the "
+        f"{_duration(ahead_max_ms * 1000)} allowed ([ingest].max_event_time_ahead_ms = {ahead_max_ms}): "
+        "is the gateway's clock wrong?"
+    )
+
+
+def _duration(micros: int) -> str:
+    minutes, seconds = divmod(micros // 1_000_000, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min {seconds:02d} s"
 
 
 def _quote(value: str) -> str:

@@ -21,6 +21,7 @@ from grpc import aio
 from tallyport.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
 
 from cloud.errors import StoreError, ValidationError
+from cloud.gateway_alarms import alarm_messages, list_gateway_alarms
 from cloud.query.paging import (
     decode_event_token,
     decode_quarantine_token,
@@ -129,9 +130,15 @@ class InventoryService(inventory_pb2_grpc.InventoryServiceServicer):
     async def ListGateways(
         self, request: inventory_pb2.ListGatewaysRequest, context: Context
     ) -> inventory_pb2.ListGatewaysResponse:
-        """Every (gateway, outbox) with its high-water seq, last contact and gaps."""
+        """Every (gateway, outbox) with its high-water seq, last contact, gaps and the gateway's alarms."""
         records = await _answer(context, self._store.list_gateways())
-        return inventory_pb2.ListGatewaysResponse(gateways=[_gateway_message(record) for record in records])
+        alarms = await _answer(context, list_gateway_alarms(self._store))
+        gateways = []
+        for record in records:
+            gateway = _gateway_message(record)
+            gateway.alarms.extend(alarm_messages(alarms.get(record.state.gateway_id, [])))
+            gateways.append(gateway)
+        return inventory_pb2.ListGatewaysResponse(gateways=gateways)
 
 
 async def _answer(context: Context, work: Awaitable[Answer]) -> Answer:
@@ -193,6 +200,7 @@ def _gateway_message(record: GatewayRecord) -> inventory_pb2.GatewayState:
         committed_through_seq=state.committed_through_seq,
         last_contact=from_micros(state.last_contact_us),
         events_stored=state.events_stored,
+        clock_offset_ms=state.clock_offset_ms,
         gaps=[
             inventory_pb2.Gap(
                 first_seq=gap.first_seq,

@@ -69,6 +69,10 @@ class IngestTransaction(Protocol):
         """Insert events whose event_id is new; return the event_ids actually inserted."""
         ...
 
+    async def stored_payloads(self, event_ids: Collection[str]) -> dict[str, bytes]:
+        """The stored payload of each of `event_ids` that is in the store, keyed by the id asked for."""
+        ...
+
     async def quarantine(self, records: Sequence[QuarantineRecord]) -> int:
         """Keep rejected events, once per (gateway, outbox, seq) however often sent; return rows added."""
         ...

@@ -118,6 +118,241 @@ CREATE TABLE on_hand_measures (
 );
 """
 
+# The subsystems' tables, as in the SQLite store's migrations 2 to 5.
+_PG_V2_MASTERDATA = """
+CREATE TABLE customer_tiers (
+    name          text             COLLATE "C" NOT NULL PRIMARY KEY,
+    weight        double precision NOT NULL CHECK (weight > 0),
+    description   text             COLLATE "C" NOT NULL,
+    updated_at_us bigint           NOT NULL
+);
+
+CREATE TABLE locations (
+    location_id   text   COLLATE "C" NOT NULL PRIMARY KEY,
+    name          text   COLLATE "C" NOT NULL,
+    level         text   COLLATE "C" NOT NULL CHECK (level IN ('site', 'zone', 'door', 'read_point')),
+    parent_id     text   COLLATE "C" NOT NULL,
+    location_type text   COLLATE "C" NOT NULL,
+    customer_tier text   COLLATE "C" NOT NULL,
+    updated_at_us bigint NOT NULL
+);
+CREATE INDEX locations_by_parent ON locations (parent_id);
+
+CREATE TABLE skus (
+    gtin               text             COLLATE "C" NOT NULL PRIMARY KEY,
+    description        text             COLLATE "C" NOT NULL,
+    unit_cost          double precision NOT NULL CHECK (unit_cost >= 0),
+    currency           text             COLLATE "C" NOT NULL,
+    temperature_min_c  double precision,
+    temperature_max_c  double precision,
+    humidity_min_pct   double precision,
+    humidity_max_pct   double precision,
+    abc_class          text             COLLATE "C" NOT NULL CHECK (abc_class IN ('A', 'B', 'C')),
+    lifecycle          text             COLLATE "C" NOT NULL CHECK (lifecycle IN ('active', 'phase_out', 'obsolete')),
+    customer_tier      text             COLLATE "C" NOT NULL,
+    annual_usage_units double precision NOT NULL CHECK (annual_usage_units >= 0),
+    updated_at_us      bigint           NOT NULL
+);
+"""
+_PG_V3_EXCEPTIONS = """
+CREATE TABLE exceptions (
+    exception_id           text             COLLATE "C" NOT NULL PRIMARY KEY,
+    rule                   text             COLLATE "C" NOT NULL,
+    subject                text             COLLATE "C" NOT NULL,
+    open_key               text             COLLATE "C" UNIQUE,
+    state                  text             COLLATE "C" NOT NULL,
+    active                 integer          NOT NULL CHECK (active IN (0, 1)),
+    acknowledged           integer          NOT NULL CHECK (acknowledged IN (0, 1)),
+    severity               text             COLLATE "C" NOT NULL,
+    severity_rank          integer          NOT NULL,
+    priority               double precision NOT NULL,
+    value_at_stake         double precision NOT NULL,
+    quantity_at_stake      double precision NOT NULL,
+    service_weight         double precision NOT NULL,
+    gtin                   text             COLLATE "C" NOT NULL,
+    location               text             COLLATE "C" NOT NULL,
+    details                text             COLLATE "C" NOT NULL,
+    owner_role             text             COLLATE "C" NOT NULL,
+    escalation_level       integer          NOT NULL,
+    response_due_us        bigint           NOT NULL,
+    raised_at_us           bigint           NOT NULL,
+    last_seen_us           bigint           NOT NULL,
+    updated_at_us          bigint           NOT NULL,
+    occurrences            bigint           NOT NULL,
+    cleared_at_us          bigint,
+    resolved_at_us         bigint,
+    shelved_until_us       bigint,
+    clear_pending_since_us bigint,
+    policy                 text             COLLATE "C" NOT NULL,
+    version                bigint           NOT NULL
+);
+CREATE INDEX exceptions_by_priority ON exceptions (priority DESC, exception_id);
+CREATE INDEX exceptions_by_rule ON exceptions (rule, open_key);
+CREATE INDEX exceptions_by_raised ON exceptions (raised_at_us);
+CREATE INDEX exceptions_by_resolved ON exceptions (resolved_at_us);
+
+CREATE TABLE exception_transitions (
+    transition_id    bigint  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    exception_id     text    COLLATE "C" NOT NULL REFERENCES exceptions (exception_id),
+    at_us            bigint  NOT NULL,
+    actor            text    COLLATE "C" NOT NULL,
+    action           text    COLLATE "C" NOT NULL,
+    from_state       text    COLLATE "C",
+    to_state         text    COLLATE "C" NOT NULL,
+    reason           text    COLLATE "C" NOT NULL,
+    escalation_level integer NOT NULL,
+    owner_role       text    COLLATE "C" NOT NULL
+);
+CREATE INDEX exception_transitions_by_exception ON exception_transitions (exception_id, transition_id);
+
+CREATE TABLE exception_pending (
+    open_key        text   COLLATE "C" NOT NULL PRIMARY KEY,
+    rule            text   COLLATE "C" NOT NULL,
+    active_since_us bigint NOT NULL
+);
+CREATE INDEX exception_pending_by_rule ON exception_pending (rule);
+
+CREATE TABLE exception_sensor_readings (
+    location        text             COLLATE "C" NOT NULL,
+    measurement     text             COLLATE "C" NOT NULL,
+    device_id       text             COLLATE "C" NOT NULL,
+    reading_time_us bigint           NOT NULL,
+    value           double precision NOT NULL,
+    PRIMARY KEY (location, measurement, device_id, reading_time_us)
+);
+CREATE INDEX exception_sensor_readings_by_time ON exception_sensor_readings (reading_time_us);
+
+CREATE TABLE exception_item_states (
+    object_id         text    COLLATE "C" NOT NULL PRIMARY KEY,
+    shipped_at_us     bigint,
+    shipped_location  text    COLLATE "C" NOT NULL,
+    disposition       integer NOT NULL,
+    disposition_at_us bigint  NOT NULL,
+    place             text    COLLATE "C" NOT NULL DEFAULT '',
+    placed_at_us      bigint  NOT NULL DEFAULT 0
+);
+"""
+_PG_V4_RECONCILIATION = """
+CREATE TABLE cycle_count_batches (
+    batch_id       text   COLLATE "C" NOT NULL PRIMARY KEY,
+    label          text   COLLATE "C" NOT NULL,
+    imported_at_us bigint NOT NULL,
+    row_count      bigint NOT NULL,
+    rejected_count bigint NOT NULL
+);
+
+CREATE TABLE cycle_counts (
+    batch_id         text             COLLATE "C" NOT NULL REFERENCES cycle_count_batches (batch_id),
+    row_no           bigint           NOT NULL,
+    biz_location     text             COLLATE "C" NOT NULL,
+    gtin             text             COLLATE "C" NOT NULL,
+    counted_quantity double precision NOT NULL CHECK (counted_quantity >= 0),
+    counted_at_us    bigint           NOT NULL,
+    counter_id       text             COLLATE "C" NOT NULL,
+    epcs_counted     integer          NOT NULL CHECK (epcs_counted IN (0, 1)),
+    epcs             text             COLLATE "C" NOT NULL,
+    PRIMARY KEY (batch_id, row_no)
+);
+
+CREATE TABLE onhand_snapshots (
+    snapshot_id    text   COLLATE "C" NOT NULL PRIMARY KEY,
+    source         text   COLLATE "C" NOT NULL,
+    origin         text   COLLATE "C" NOT NULL CHECK (origin IN ('import', 'pull')),
+    taken_at_us    bigint NOT NULL,
+    imported_at_us bigint NOT NULL,
+    row_count      bigint NOT NULL,
+    rejected_count bigint NOT NULL
+);
+CREATE INDEX onhand_snapshots_by_source ON onhand_snapshots (source, imported_at_us);
+
+CREATE TABLE onhand_snapshot_rows (
+    snapshot_id  text             COLLATE "C" NOT NULL REFERENCES onhand_snapshots (snapshot_id),
+    biz_location text             COLLATE "C" NOT NULL,
+    gtin         text             COLLATE "C" NOT NULL,
+    quantity     double precision NOT NULL CHECK (quantity >= 0),
+    PRIMARY KEY (snapshot_id, biz_location, gtin)
+);
+
+CREATE TABLE reconciliation_runs (
+    run_id               text             COLLATE "C" NOT NULL PRIMARY KEY,
+    source_kind          text             COLLATE "C" NOT NULL CHECK (source_kind IN ('cycle_count', 'snapshot')),
+    source               text             COLLATE "C" NOT NULL,
+    subject_id           text             COLLATE "C" NOT NULL,
+    rows_compared        bigint           NOT NULL,
+    accurate             bigint           NOT NULL,
+    gross_variance_value double precision NOT NULL,
+    net_variance_value   double precision NOT NULL,
+    system_value         double precision NOT NULL,
+    missing_epcs         bigint           NOT NULL,
+    unexpected_epcs      bigint           NOT NULL,
+    taken_at_us          bigint           NOT NULL,
+    recorded_at_us       bigint           NOT NULL,
+    UNIQUE (source_kind, subject_id)
+);
+
+CREATE TABLE reconciliation_drifts (
+    run_id           text             COLLATE "C" NOT NULL REFERENCES reconciliation_runs (run_id),
+    row_no           bigint           NOT NULL,
+    source_kind      text             COLLATE "C" NOT NULL,
+    source           text             COLLATE "C" NOT NULL,
+    biz_location     text             COLLATE "C" NOT NULL,
+    gtin             text             COLLATE "C" NOT NULL,
+    abc_class        text             COLLATE "C" NOT NULL,
+    system_quantity  double precision NOT NULL,
+    counted_quantity double precision NOT NULL,
+    variance         double precision NOT NULL,
+    unit_cost        double precision NOT NULL,
+    variance_value   double precision NOT NULL,
+    tolerance_pct    double precision NOT NULL,
+    within_tolerance integer          NOT NULL CHECK (within_tolerance IN (0, 1)),
+    counted_at_us    bigint           NOT NULL,
+    recorded_at_us   bigint           NOT NULL,
+    PRIMARY KEY (run_id, row_no)
+);
+CREATE INDEX reconciliation_drifts_by_time ON reconciliation_drifts (recorded_at_us, run_id, row_no);
+CREATE INDEX reconciliation_drifts_by_count_time ON reconciliation_drifts (source_kind, counted_at_us);
+CREATE INDEX reconciliation_drifts_by_place ON reconciliation_drifts (biz_location, gtin);
+
+CREATE TABLE reconciliation_epc_drifts (
+    run_id          text   COLLATE "C" NOT NULL REFERENCES reconciliation_runs (run_id),
+    row_no          bigint NOT NULL,
+    biz_location    text   COLLATE "C" NOT NULL,
+    gtin            text   COLLATE "C" NOT NULL,
+    epc             text   COLLATE "C" NOT NULL,
+    kind            text   COLLATE "C" NOT NULL CHECK (kind IN ('missing', 'unexpected')),
+    system_location text   COLLATE "C" NOT NULL,
+    PRIMARY KEY (run_id, row_no)
+);
+
+-- Counts that list their EPCs look up the tags the system has at one (location, gtin).
+CREATE INDEX positions_by_place ON positions (biz_location, gtin);
+"""
+_PG_V5_GATEWAY_ALARMS = """
+CREATE TABLE gateway_alarms (
+    gateway_id    text   COLLATE "C" NOT NULL,
+    code          text   COLLATE "C" NOT NULL,
+    severity      text   COLLATE "C" NOT NULL CHECK (severity IN ('critical', 'major', 'minor', 'warning')),
+    message       text   COLLATE "C" NOT NULL,
+    raised_at_us  bigint NOT NULL,
+    updated_at_us bigint NOT NULL,
+    active        integer NOT NULL CHECK (active IN (0, 1)),
+    PRIMARY KEY (gateway_id, code)
+);
+CREATE INDEX gateway_alarms_by_activity ON gateway_alarms (active, gateway_id);
+"""
+
+# As the SQLite store's migration 6: the measured gateway clock offset, NULL until measured.
+_PG_V6_CLOCK_OFFSET = """
+ALTER TABLE gateway_streams ADD COLUMN clock_offset_ms bigint;
+"""
+
 # Index i holds (description, script) taking the schema from version i to i + 1.
-MIGRATIONS: tuple[tuple[str, str], ...] = (("tables of schema version 1, as in the SQLite store", _V1),)
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    ("tables of schema version 1, as in the SQLite store", _V1),
+    ("master data: skus, locations, customer_tiers", _PG_V2_MASTERDATA),
+    ("exceptions and their audit trail", _PG_V3_EXCEPTIONS),
+    ("reconciliation: cycle counts, snapshots, drifts", _PG_V4_RECONCILIATION),
+    ("gateway alarms", _PG_V5_GATEWAY_ALARMS),
+    ("gateway_streams.clock_offset_ms", _PG_V6_CLOCK_OFFSET),
+)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -128,7 +128,7 @@ _EVENT_COLUMNS = "event_id, gateway_id, outbox_id, seq, event_time_us, biz_locat
 _EVENT_TYPES = "text[], text[], text[], bigint[], bigint[], text[], integer[], bigint[], bytea[]"
 _STREAM_COLUMNS = (
     "gateway_id, outbox_id, committed_through_seq, agent_version, first_contact_us, last_contact_us, "
-    "events_stored, duplicates, rejects, batches"
+    "events_stored, duplicates, rejects, batches, clock_offset_ms"
 )
 
 
@@ -552,12 +552,12 @@ class _PostgresIngestTransaction:
     async def save_stream_state(self, state: StreamState) -> None:
         await self._execute(
             "save the stream state",
-            f"INSERT INTO gateway_streams ({_STREAM_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            f"INSERT INTO gateway_streams ({_STREAM_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (gateway_id, outbox_id) DO UPDATE SET "
             "committed_through_seq = excluded.committed_through_seq, agent_version = excluded.agent_version, "
             "first_contact_us = excluded.first_contact_us, last_contact_us = excluded.last_contact_us, "
             "events_stored = excluded.events_stored, duplicates = excluded.duplicates, "
-            "rejects = excluded.rejects, batches = excluded.batches",
+            "rejects = excluded.rejects, batches = excluded.batches, clock_offset_ms = excluded.clock_offset_ms",
             (
                 _text(state.gateway_id),
                 _text(state.outbox_id),
@@ -569,6 +569,7 @@ class _PostgresIngestTransaction:
                 state.duplicates,
                 state.rejects,
                 state.batches,
+                state.clock_offset_ms,
             ),
         )
 
@@ -631,6 +632,17 @@ class _PostgresIngestTransaction:
                 ),
             )
         return inserted
+
+    async def stored_payloads(self, event_ids: Collection[str]) -> dict[str, bytes]:
+        if not event_ids:
+            return {}
+        asked = {_text(event_id): event_id for event_id in event_ids}
+        rows = await self._rows(
+            "read stored events",
+            "SELECT event_id, payload FROM events WHERE event_id = ANY(%s)",
+            (sorted(asked),),
+        )
+        return {asked[row[0]]: bytes(row[1]) for row in rows}
 
     async def quarantine(self, records: Sequence[QuarantineRecord]) -> int:
         if not records:

@@ -36,6 +36,8 @@ class StreamState:
     duplicates: int = 0
     rejects: int = 0
     batches: int = 0
+    # Cloud time minus gateway time in ms, as last measured on this outbox's stream; None: never measured.
+    clock_offset_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

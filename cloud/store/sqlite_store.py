@@ -69,7 +69,7 @@ _POSITION_COLUMNS = (
 _EVENT_COLUMNS = "event_id, gateway_id, outbox_id, seq, event_time_us, biz_location, biz_step, received_at_us, payload"
 _STREAM_COLUMNS = (
     "gateway_id, outbox_id, committed_through_seq, agent_version, first_contact_us, last_contact_us, "
-    "events_stored, duplicates, rejects, batches"
+    "events_stored, duplicates, rejects, batches, clock_offset_ms"
 )
 
 
@@ -195,9 +195,11 @@ class SqliteStore:
         try:
             self._check_usable()
             async with self._bounded(what):
-                with _sqlite_errors("begin a transaction"):
-                    await self._writer.execute("BEGIN IMMEDIATE")
                 try:
+                    # BEGIN inside the try: a stream cancelled while BEGIN waits in aiosqlite's thread
+                    # (its gateway vanished) still opens the transaction there, and it must be rolled back.
+                    with _sqlite_errors("begin a transaction"):
+                        await self._writer.execute("BEGIN IMMEDIATE")
                     yield self._writer
                     with _sqlite_errors("commit"):
                         await self._writer.execute("COMMIT")
@@ -233,6 +235,9 @@ class SqliteStore:
             await self._writer.interrupt()
         try:
             async with asyncio.timeout(ROLLBACK_TIMEOUT_S):
+                # A cancelled await leaves its statement (BEGIN, COMMIT...) queued or running in
+                # aiosqlite's thread: wait for it, so that `in_transaction` tells the state it left.
+                await self._writer.execute("SELECT 1")
                 if self._writer.in_transaction:
                     await self._writer.execute("ROLLBACK")
         except (sqlite3.Error, TimeoutError) as exc:
@@ -418,7 +423,7 @@ class _SqliteIngestTransaction:
     async def save_stream_state(self, state: StreamState) -> None:
         await self._execute_many(
             "save the stream state",
-            f"INSERT OR REPLACE INTO gateway_streams ({_STREAM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT OR REPLACE INTO gateway_streams ({_STREAM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     state.gateway_id,
@@ -431,6 +436,7 @@ class _SqliteIngestTransaction:
                     state.duplicates,
                     state.rejects,
                     state.batches,
+                    state.clock_offset_ms,
                 )
             ],
         )
@@ -482,6 +488,18 @@ class _SqliteIngestTransaction:
             mentions,
         )
         return inserted
+
+    async def stored_payloads(self, event_ids: Collection[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        for chunk in _chunks(sorted(event_ids), LOOKUP_KEYS_PER_STATEMENT):
+            placeholders = ", ".join(["?"] * len(chunk))
+            rows = await self._fetch(
+                "read stored events",
+                f"SELECT event_id, payload FROM events WHERE event_id IN ({placeholders})",
+                chunk,
+            )
+            found.update((row[0], bytes(row[1])) for row in rows)
+        return found
 
     async def quarantine(self, records: Sequence[QuarantineRecord]) -> int:
         return await self._execute_many(

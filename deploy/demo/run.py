@@ -5,8 +5,10 @@ Starts the cloud aggregator, the gateway agent and the simulated devices of DC1 
 through dock doors A and B read by a Zebra and an Impinj reader over MQTT, a Modbus RTU line of climate
 sensors and an MQTT cold-room probe. It follows every scan from the wire until the cloud can answer for
 it and prints how long that took; scores every pallet passage (door and direction) against the
-simulator's ground truth; shows the climate readings that reached the cloud; and ends with the on-hand
-table, the edge quarantine and a check that every valid scan is in the cloud exactly once.
+simulator's ground truth; shows the climate readings that reached the cloud, the on-hand table and the
+edge quarantine; lists the live exceptions ranked by priority (a dwell in dock staging and chilled goods
+warming on the ambient dock among them) and acknowledges one; reconciles a cycle count and prints the
+accuracy KPIs; and ends with a check that every valid scan is in the cloud exactly once.
 
     python deploy/demo/run.py [--scans N] [--keep]
 """
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -39,6 +42,8 @@ VAR = ROOT / "var" / "demo"
 CLOUD_ADDRESS = "127.0.0.1:50151"
 DOCK_4 = "urn:tallyport:loc:dc1:dock-4"  # where the demo's scanner reads (deploy/demo/gateway.toml)
 BIN = Path(sys.executable).parent
+# How long the demo waits for the exception rules to raise a dwell and an excursion.
+RULES_WAIT_S = 60
 
 
 def _start(name: str, args: list[str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -192,7 +197,8 @@ def main() -> int:
     gateway_config = _gateway_config(broker)
     sim = str(BIN / "tallyport-sim")
     broker_address = f"{broker.host}:{broker.port}"
-    cloud = [str(BIN / "tallyport-cloud"), "serve", "--listen", CLOUD_ADDRESS, "--db", str(VAR / "cloud.db")]
+    # deploy/demo/cloud.toml: the store in var/demo, DC1's master data, the demo's exception rules.
+    cloud = [str(BIN / "tallyport-cloud"), "serve", "--config", str(DEMO / "cloud.toml")]
     processes = [_start("cloud", cloud, VAR / "cloud.log")]
     try:
         modbus = [sim, "modbus", "--scenario", str(DEMO / "modbus-bus.toml")]
@@ -249,12 +255,55 @@ def main() -> int:
         print(_cli(str(BIN / "tallyport-cloud"), "on-hand", *server))
         print("Edge quarantine (tallyport-edge quarantine):")
         print(_cli(str(BIN / "tallyport-edge"), "quarantine", "--config", str(gateway_config), "--limit", "12"))
-        return _score(truth)
+        exceptions_shown = _show_exceptions()
+        _show_reconciliation()
+        scans_ok = _score(truth)
+        return scans_ok if exceptions_shown else 1
     finally:
         for process in reversed(processes):
             _stop(process)
         broker.stop()
         print(f"logs and databases are in {VAR.relative_to(ROOT)}/")
+
+
+def _exceptions_json(*filters: str) -> list[dict[str, Any]]:
+    lines = _cli(str(BIN / "tallyport-cloud"), "exceptions", "list", "--server", CLOUD_ADDRESS, "--json", *filters)
+    return [json.loads(line) for line in lines.splitlines() if line.strip()]
+
+
+def _show_exceptions() -> bool:
+    """Print the live exceptions, ranked; acknowledge the top excursion. Whether dwell and excursion showed up."""
+    cloud = str(BIN / "tallyport-cloud")
+    server = ["--server", CLOUD_ADDRESS]
+    # The rules run as events arrive and on a 2 s sweep; an excursion needs 30 s out of range, a dwell 20 s.
+    deadline = time.monotonic() + RULES_WAIT_S
+    wanted = ("excursion", "dwell")
+    while time.monotonic() < deadline and not all(_exceptions_json("--rule", rule) for rule in wanted):
+        time.sleep(1)
+    print("Live exceptions, highest priority first (tallyport-cloud exceptions list):")
+    print(_cli(cloud, "exceptions", "list", *server, "--limit", "25"))
+    raised = {rule: _exceptions_json("--rule", rule) for rule in wanted}
+    for rule in wanted:
+        print(f"  {rule}: {len(raised[rule])} raised" if raised[rule] else f"  {rule}: NOT raised")
+    if raised["excursion"]:
+        top = raised["excursion"][0]["exception_id"]
+        reason = "chilled cases moved to the cold room"
+        _cli(cloud, "exceptions", "ack", str(top), *server, "--actor", "demo-operator", "--reason", reason)
+        print(f"\nThe operator acknowledges the top excursion (tallyport-cloud exceptions ack {top}):")
+        print(_cli(cloud, "exceptions", "show", str(top), *server))
+    return all(raised.values())
+
+
+def _show_reconciliation() -> None:
+    """Reconcile the demo's cycle counts against the cloud's on-hand, then print the KPIs."""
+    cloud = str(BIN / "tallyport-cloud")
+    server = ["--server", CLOUD_ADDRESS]
+    counts = DEMO / "cycle-counts.csv"
+    where = counts.relative_to(ROOT)
+    print(f"Reconciliation against a cycle count (tallyport-cloud reconcile --cycle-counts {where}):")
+    print(_cli(cloud, "reconcile", "--cycle-counts", str(counts), *server))
+    print("Accuracy, freshness and data-quality KPIs (tallyport-cloud kpis):")
+    print(_cli(cloud, "kpis", *server))
 
 
 def _score(truth_path: Path) -> int:

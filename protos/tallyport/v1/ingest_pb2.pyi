@@ -3,7 +3,9 @@
 isort:skip_file
 Edge → cloud uplink: one bidirectional stream per gateway.
 
-Gateway: Hello, then EventBatch messages (seq-contiguous, ascending).
+Gateway: Hello, then EventBatch messages (seq-contiguous, ascending), and a
+         GatewayStatus after the Welcome and whenever its alarms change, if
+         the cloud's Welcome says it accepts one.
 Cloud:   Welcome (where to resume), then one Ack per batch, in order.
 An Ack carries the highest contiguous seq the cloud has committed for this
 gateway's outbox; the edge deletes rows up to it and nothing else.
@@ -12,6 +14,7 @@ gateway's outbox; the edge deletes rows up to it and nothing else.
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from tallyport.v1 import events_pb2 as _events_pb2
@@ -26,6 +29,27 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _AlarmSeverity:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AlarmSeverityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlarmSeverity.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ALARM_SEVERITY_UNSPECIFIED: _AlarmSeverity.ValueType  # 0
+    ALARM_SEVERITY_CRITICAL: _AlarmSeverity.ValueType  # 1
+    ALARM_SEVERITY_MAJOR: _AlarmSeverity.ValueType  # 2
+    ALARM_SEVERITY_MINOR: _AlarmSeverity.ValueType  # 3
+    ALARM_SEVERITY_WARNING: _AlarmSeverity.ValueType  # 4
+
+class AlarmSeverity(_AlarmSeverity, metaclass=_AlarmSeverityEnumTypeWrapper): ...
+
+ALARM_SEVERITY_UNSPECIFIED: AlarmSeverity.ValueType  # 0
+ALARM_SEVERITY_CRITICAL: AlarmSeverity.ValueType  # 1
+ALARM_SEVERITY_MAJOR: AlarmSeverity.ValueType  # 2
+ALARM_SEVERITY_MINOR: AlarmSeverity.ValueType  # 3
+ALARM_SEVERITY_WARNING: AlarmSeverity.ValueType  # 4
+Global___AlarmSeverity: _TypeAlias = AlarmSeverity  # noqa: Y015
+
 class _RejectCode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -37,6 +61,10 @@ class _RejectCodeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RejectCode
     """fails contract validation; quarantined in the cloud"""
     REJECT_CODE_WRONG_GATEWAY: _RejectCode.ValueType  # 2
     """event.gateway_id differs from the stream's"""
+    REJECT_CODE_CONFLICT: _RejectCode.ValueType  # 3
+    """The event_id is already stored with other content, or the seq was already
+    committed with another event: the first is kept, this copy is quarantined.
+    """
 
 class RejectCode(_RejectCode, metaclass=_RejectCodeEnumTypeWrapper): ...
 
@@ -45,6 +73,10 @@ REJECT_CODE_INVALID: RejectCode.ValueType  # 1
 """fails contract validation; quarantined in the cloud"""
 REJECT_CODE_WRONG_GATEWAY: RejectCode.ValueType  # 2
 """event.gateway_id differs from the stream's"""
+REJECT_CODE_CONFLICT: RejectCode.ValueType  # 3
+"""The event_id is already stored with other content, or the seq was already
+committed with another event: the first is kept, this copy is quarantined.
+"""
 Global___RejectCode: _TypeAlias = RejectCode  # noqa: Y015
 
 @_typing.final
@@ -53,21 +85,27 @@ class GatewayMessage(_message.Message):
 
     HELLO_FIELD_NUMBER: _builtins.int
     BATCH_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___Hello: ...
     @_builtins.property
     def batch(self) -> Global___EventBatch: ...
+    @_builtins.property
+    def status(self) -> Global___GatewayStatus:
+        """only if Welcome.accepts_status; never acked"""
+
     def __init__(
         self,
         *,
         hello: Global___Hello | None = ...,
         batch: Global___EventBatch | None = ...,
+        status: Global___GatewayStatus | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "body", b"body", "hello", b"hello"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "body", b"body", "hello", b"hello", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "body", b"body", "hello", b"hello"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "body", b"body", "hello", b"hello", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "batch"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["hello", "batch", "status"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -81,6 +119,7 @@ class Hello(_message.Message):
     OUTBOX_ID_FIELD_NUMBER: _builtins.int
     OLDEST_SEQ_FIELD_NUMBER: _builtins.int
     AGENT_VERSION_FIELD_NUMBER: _builtins.int
+    GATEWAY_TIME_FIELD_NUMBER: _builtins.int
     gateway_id: _builtins.str
     outbox_id: _builtins.str
     """Identity of the gateway's outbox file. A new outbox (replaced disk,
@@ -91,6 +130,12 @@ class Hello(_message.Message):
     that the cloud never received is gone at the edge and is recorded as a gap.
     """
     agent_version: _builtins.str
+    @_builtins.property
+    def gateway_time(self) -> _timestamp_pb2.Timestamp:
+        """The gateway's wall clock when it sent the Hello (unset from older agents).
+        The cloud records cloud time minus this as the gateway's clock offset.
+        """
+
     def __init__(
         self,
         *,
@@ -98,10 +143,11 @@ class Hello(_message.Message):
         outbox_id: _builtins.str = ...,
         oldest_seq: _builtins.int = ...,
         agent_version: _builtins.str = ...,
+        gateway_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["gateway_time", b"gateway_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "gateway_id", b"gateway_id", "oldest_seq", b"oldest_seq", "outbox_id", b"outbox_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_version", b"agent_version", "gateway_id", b"gateway_id", "gateway_time", b"gateway_time", "oldest_seq", b"oldest_seq", "outbox_id", b"outbox_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -113,25 +159,104 @@ class EventBatch(_message.Message):
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
+    GATEWAY_TIME_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.int
     """gateway-local, echoed in the Ack"""
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.Event]:
         """ascending, contiguous seq"""
 
+    @_builtins.property
+    def gateway_time(self) -> _timestamp_pb2.Timestamp:
+        """The gateway's wall clock when it sent the batch (optional): keeps the
+        clock offset estimate current between Hellos.
+        """
+
     def __init__(
         self,
         *,
         batch_id: _builtins.int = ...,
         events: _abc.Iterable[_events_pb2.Event] | None = ...,
+        gateway_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["gateway_time", b"gateway_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "events", b"events"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "events", b"events", "gateway_time", b"gateway_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EventBatch: _TypeAlias = EventBatch  # noqa: Y015
+
+@_typing.final
+class GatewayStatus(_message.Message):
+    """The gateway's alarms: the whole set it knows, active and cleared, replacing
+    what the cloud held for it. An alarm the cloud holds as active and this set
+    leaves out (the agent restarted since) is cleared by the cloud.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALARMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def alarms(self) -> _containers.RepeatedCompositeFieldContainer[Global___GatewayAlarm]:
+        """at most 64, one per code"""
+
+    def __init__(
+        self,
+        *,
+        alarms: _abc.Iterable[Global___GatewayAlarm] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alarms", b"alarms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GatewayStatus: _TypeAlias = GatewayStatus  # noqa: Y015
+
+@_typing.final
+class GatewayAlarm(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    RAISED_AT_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """Stable slug, [a-z][a-z0-9_]{0,63}: outbox_near_cap, outbox_shedding,
+    outbox_full, outbox_salvaged, clock_skew, ...
+    """
+    severity: Global___AlarmSeverity.ValueType
+    message: _builtins.str
+    """for a person, at most 1024 characters"""
+    active: _builtins.bool
+    @_builtins.property
+    def raised_at(self) -> _timestamp_pb2.Timestamp:
+        """when it last became active (gateway clock)"""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """Set by the cloud in query answers: when it last heard of this alarm."""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        severity: Global___AlarmSeverity.ValueType = ...,
+        message: _builtins.str = ...,
+        raised_at: _timestamp_pb2.Timestamp | None = ...,
+        active: _builtins.bool = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["raised_at", b"raised_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "code", b"code", "message", b"message", "raised_at", b"raised_at", "severity", b"severity", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GatewayAlarm: _TypeAlias = GatewayAlarm  # noqa: Y015
 
 @_typing.final
 class CloudMessage(_message.Message):
@@ -166,22 +291,26 @@ class Welcome(_message.Message):
     RESUME_AFTER_SEQ_FIELD_NUMBER: _builtins.int
     MAX_BATCH_EVENTS_FIELD_NUMBER: _builtins.int
     MAX_UNACKED_BATCHES_FIELD_NUMBER: _builtins.int
+    ACCEPTS_STATUS_FIELD_NUMBER: _builtins.int
     resume_after_seq: _builtins.int
     """highest contiguous seq committed for this outbox"""
     max_batch_events: _builtins.int
     """the cloud's limit on events per batch"""
     max_unacked_batches: _builtins.int
     """the cloud's limit on the edge's window"""
+    accepts_status: _builtins.bool
+    """the cloud takes GatewayStatus messages"""
     def __init__(
         self,
         *,
         resume_after_seq: _builtins.int = ...,
         max_batch_events: _builtins.int = ...,
         max_unacked_batches: _builtins.int = ...,
+        accepts_status: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_batch_events", b"max_batch_events", "max_unacked_batches", b"max_unacked_batches", "resume_after_seq", b"resume_after_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepts_status", b"accepts_status", "max_batch_events", b"max_batch_events", "max_unacked_batches", b"max_unacked_batches", "resume_after_seq", b"resume_after_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

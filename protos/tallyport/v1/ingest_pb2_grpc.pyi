@@ -3,7 +3,9 @@
 isort:skip_file
 Edge → cloud uplink: one bidirectional stream per gateway.
 
-Gateway: Hello, then EventBatch messages (seq-contiguous, ascending).
+Gateway: Hello, then EventBatch messages (seq-contiguous, ascending), and a
+         GatewayStatus after the Welcome and whenever its alarms change, if
+         the cloud's Welcome says it accepts one.
 Cloud:   Welcome (where to resume), then one Ack per batch, in order.
 An Ack carries the highest contiguous seq the cloud has committed for this
 gateway's outbox; the edge deletes rows up to it and nothing else.

@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from tallyport.v1 import events_pb2 as _events_pb2
+from tallyport.v1 import ingest_pb2 as _ingest_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -376,14 +377,26 @@ class GatewayState(_message.Message):
     LAST_CONTACT_FIELD_NUMBER: _builtins.int
     EVENTS_STORED_FIELD_NUMBER: _builtins.int
     GAPS_FIELD_NUMBER: _builtins.int
+    CLOCK_OFFSET_MS_FIELD_NUMBER: _builtins.int
+    ALARMS_FIELD_NUMBER: _builtins.int
     gateway_id: _builtins.str
     outbox_id: _builtins.str
     committed_through_seq: _builtins.int
     events_stored: _builtins.int
+    clock_offset_ms: _builtins.int
+    """Cloud time minus the gateway's clock, in ms, as last measured on this
+    outbox's stream (positive: the gateway is behind); unset: never measured.
+    """
     @_builtins.property
     def last_contact(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def gaps(self) -> _containers.RepeatedCompositeFieldContainer[Global___Gap]: ...
+    @_builtins.property
+    def alarms(self) -> _containers.RepeatedCompositeFieldContainer[_ingest_pb2.GatewayAlarm]:
+        """The gateway's alarms as it last reported them (the same on every outbox
+        of the gateway), active first; cleared ones stay listed with active false.
+        """
+
     def __init__(
         self,
         *,
@@ -393,12 +406,16 @@ class GatewayState(_message.Message):
         last_contact: _timestamp_pb2.Timestamp | None = ...,
         events_stored: _builtins.int = ...,
         gaps: _abc.Iterable[Global___Gap] | None = ...,
+        clock_offset_ms: _builtins.int | None = ...,
+        alarms: _abc.Iterable[_ingest_pb2.GatewayAlarm] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["last_contact", b"last_contact"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_clock_offset_ms", b"_clock_offset_ms", "clock_offset_ms", b"clock_offset_ms", "last_contact", b"last_contact"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["committed_through_seq", b"committed_through_seq", "events_stored", b"events_stored", "gaps", b"gaps", "gateway_id", b"gateway_id", "last_contact", b"last_contact", "outbox_id", b"outbox_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_clock_offset_ms", b"_clock_offset_ms", "alarms", b"alarms", "clock_offset_ms", b"clock_offset_ms", "committed_through_seq", b"committed_through_seq", "events_stored", b"events_stored", "gaps", b"gaps", "gateway_id", b"gateway_id", "last_contact", b"last_contact", "outbox_id", b"outbox_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__clock_offset_ms: _TypeAlias = _typing.Literal["clock_offset_ms"]  # noqa: Y015
+    _WhichOneofArgType__clock_offset_ms: _TypeAlias = _typing.Literal["_clock_offset_ms", b"_clock_offset_ms"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__clock_offset_ms) -> _WhichOneofReturnType__clock_offset_ms | None: ...
 
 Global___GatewayState: _TypeAlias = GatewayState  # noqa: Y015
 
