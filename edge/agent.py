@@ -8,6 +8,7 @@ import random
 import zoneinfo
 from collections.abc import Awaitable, Callable
 
+from edge.alarms import AlarmRegistry
 from edge.clock import Clock, SystemClock
 from edge.config import GatewayConfig, load_modbus_profiles
 from edge.drivers.impinj_reader import ImpinjReaderConfig, ImpinjReaderDriver
@@ -40,6 +41,7 @@ def _uplink(config: GatewayConfig, outbox: Outbox, rng: random.Random) -> Uplink
         unacked_batches_max=section.unacked_batches_max,
         ack_timeout_ms=section.ack_timeout_ms,
         connect_timeout_ms=section.connect_timeout_ms,
+        token=section.bearer_token,
     )
     backoff = Backoff(
         delay_ms_initial=section.reconnect_delay_ms_initial,
@@ -182,6 +184,8 @@ async def run_agent(
         commit_events_max=config.outbox.commit_events_max,
         pending_submissions_max=config.outbox.pending_submissions_max,
         bytes_max=config.outbox.bytes_max,
+        # The agent's one alarm registry: the outbox raises into it, the uplink sends it (`outbox.alarms`).
+        alarms=AlarmRegistry(clock),
     ) as outbox:
         stats = await outbox.stats()
         log.info(

@@ -145,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_show_outbox(config, options.limit, options.json))
         elif options.command == "quarantine":
             asyncio.run(_show_quarantine(config, options.limit, options.json))
+    except ConfigError as exc:  # found only once running, e.g. a Modbus profile or a fault-injection knob
+        print(f"tallyport-edge: invalid config:\n{exc}", file=sys.stderr)
+        return 2
     except OutboxError as exc:
         print(f"tallyport-edge: {exc}", file=sys.stderr)
         return 1

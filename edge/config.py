@@ -7,12 +7,13 @@ See `firmware_config/gateways/` for examples; every key and its default is liste
 
 from __future__ import annotations
 
+import re
 import tomllib
 import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from tallyport.v1 import events_pb2
 
 from edge.drivers.impinj_reader.config import ImpinjReaderConfig
@@ -26,6 +27,9 @@ from edge.pipeline.portal_config import PortalConfig, portal_references_problems
 from edge.pipeline.sensor_policy import SensorPolicy
 
 GATEWAY_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
+# A bearer token travels as gRPC metadata: printable ASCII without spaces, and the cloud reads
+# at most 1024 characters of the header (cloud/ingest/auth.py).
+TOKEN_PATTERN = re.compile(r"^[\x21-\x7e]{1,1000}$")
 
 
 class _Section(BaseModel):
@@ -67,12 +71,40 @@ class UplinkSection(_Section):
     connect_timeout_ms: int = Field(5_000, ge=100, le=120_000)
     reconnect_delay_ms_initial: int = Field(200, ge=10, le=60_000)
     reconnect_delay_ms_max: int = Field(30_000, ge=10, le=3_600_000)
+    # The cloud's gateway token (cloud [ingest] gateway_tokens): inline, or better a file only the
+    # agent can read. Either is read once, when the config is loaded.
+    token: str = Field("", repr=False, description="bearer token the cloud requires when it has gateway tokens")
+    token_file: Path | None = Field(None, description="file holding the token (one line)")
+    _bearer_token: str = PrivateAttr("")
 
     @model_validator(mode="after")
     def _delays_ordered(self) -> UplinkSection:
         if self.reconnect_delay_ms_max < self.reconnect_delay_ms_initial:
             raise ValueError("reconnect_delay_ms_max must be >= reconnect_delay_ms_initial")
         return self
+
+    @model_validator(mode="after")
+    def _token_read(self) -> UplinkSection:
+        if self.token and self.token_file is not None:
+            raise ValueError("set either token or token_file, not both")
+        token, key = self.token, "token"
+        if self.token_file is not None:
+            key = f"token_file {str(self.token_file)!r}"
+            try:
+                token = self.token_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{key}: cannot read the token: {exc}") from exc
+            if not token:
+                raise ValueError(f"{key}: the file is empty; expected the gateway's token on one line")
+        if token and TOKEN_PATTERN.match(token) is None:
+            raise ValueError(f"{key}: expected 1 to 1000 printable ASCII characters without spaces")
+        self._bearer_token = token
+        return self
+
+    @property
+    def bearer_token(self) -> str:
+        """The token to send the cloud ("" for none), as read when the config was loaded."""
+        return self._bearer_token
 
 
 class FirmwareSection(_Section):

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 __all__ = [
+    "DEVICE_TIME_MAX",
+    "DEVICE_TIME_MIN",
     "ITEMS_PER_PAYLOAD_MAX",
     "PAYLOAD_BYTES_MAX",
     "Decoded",
@@ -47,6 +49,10 @@ ITEMS_PER_PAYLOAD_MAX = 5000
 # An EPC bank is at most 496 bits (Gen2 with XPC); 512 bits of hex leaves room and still bounds the string.
 ID_HEX_CHARS_MAX = 128
 TIMESTAMP_CHARS_MAX = 64
+# A device time outside this window is a broken clock, not an observation; near datetime's own limits (years 1 and
+# 9999) the pipeline's conversions to UTC and to the site's zone would overflow.
+DEVICE_TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+DEVICE_TIME_MAX = datetime(2200, 1, 1, tzinfo=UTC)
 # Values quoted in reject reasons are cut to this many characters so that a reject stays one short line.
 SHOWN_CHARS_MAX = 40
 _MISSING = object()
@@ -100,6 +106,9 @@ def load_json_items(
         return JsonItems((), (f"payload: not JSON: {_short(str(exc), 80)}",))
     if not isinstance(document, (list, dict)):
         return JsonItems((), (f"payload: expected a JSON object or array, got {_kind(document)}",))
+    if document == []:
+        # An empty batch reports nothing; it is kept (with this reason) rather than vanishing unaccounted.
+        return JsonItems((), ("payload: an empty JSON array, no events in it",))
     elements: list[object] = document if isinstance(document, list) else [document]
     kept: list[tuple[int, dict[str, object] | str]] = []
     for index, element in enumerate(elements[:items_max]):
@@ -203,7 +212,8 @@ def timestamp_or(value: object, where: str, default: datetime) -> datetime:
     """An ISO-8601 timestamp with a zone offset (``Z``, ``+00:00`` or Zebra's ``+0000``); ``default`` if absent.
 
     A timestamp without an offset is rejected rather than guessed: a gateway's zone and a reader's zone
-    differ more often than anyone expects, and events carry their offset.
+    differ more often than anyone expects, and events carry their offset. So is one outside
+    ``DEVICE_TIME_MIN``..``DEVICE_TIME_MAX`` (a broken device clock).
     """
     if value is None:
         return default
@@ -217,16 +227,32 @@ def timestamp_or(value: object, where: str, default: datetime) -> datetime:
         raise FieldError(f"{where} {show(text)} is not an ISO-8601 timestamp") from None
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise FieldError(f"{where} {show(text)} has no zone offset")
-    return parsed
+    return _plausible(parsed, where, text)
 
 
 def unix_timestamp(value: object, where: str, *, unit_per_second: int) -> datetime:
-    """Seconds (``unit_per_second=1``) or milliseconds (``1000``) since the Unix epoch, as an aware UTC time."""
+    """Seconds (``unit_per_second=1``) or milliseconds (``1000``) since the Unix epoch, as an aware UTC time
+    within ``DEVICE_TIME_MIN``..``DEVICE_TIME_MAX``."""
     number = require_number(value, where)
     try:
-        return datetime.fromtimestamp(number / unit_per_second, tz=UTC)
+        moment = datetime.fromtimestamp(number / unit_per_second, tz=UTC)
     except (OverflowError, OSError, ValueError):
         raise FieldError(f"{where} {show(value)} is out of range for a time") from None
+    return _plausible(moment, where, value)
+
+
+def _plausible(moment: datetime, where: str, value: object) -> datetime:
+    """``moment`` if it lies in the device time window; ``FieldError`` otherwise (also when UTC cannot hold it)."""
+    try:
+        in_window = DEVICE_TIME_MIN <= moment.astimezone(UTC) < DEVICE_TIME_MAX
+    except OverflowError:  # "9999-12-31T23:59:59-23:59" is past year 9999 in UTC
+        in_window = False
+    if not in_window:
+        raise FieldError(
+            f"{where} {show(value)} is outside {DEVICE_TIME_MIN:%Y-%m-%d}..{DEVICE_TIME_MAX:%Y-%m-%d} UTC "
+            "(the device clock is wrong)"
+        )
+    return moment
 
 
 def show(value: object) -> str:

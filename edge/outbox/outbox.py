@@ -10,10 +10,18 @@ Durability (`[outbox] durability`), WAL journal in both modes:
 
 Disk cap (`[outbox] bytes_max`): above `SHED_AT_FRACTION` of the cap the outbox sheds sensor samples
 first, by halving the oldest half of them (downsampling, never a whole interval), and logs an alarm.
+Used bytes are live pages; deleting a sample frees a whole page only when nothing else is on it, and
+samples share pages with movements, so near the cap every commit sheds again until no samples are left.
 If only movements are left and the cap is reached, new events are refused with OutboxFullError: the
 source is not acknowledged (a scanner beeps and resends, an MQTT reader redelivers) and nothing is
 dropped silently. Refusal ends once acknowledged deletes bring the size under `RESUME_AT_FRACTION`.
-The seqs of shed samples are gaps the cloud records.
+The seqs of shed samples are gaps the cloud records. Each state is an alarm (`edge.alarms`) that reaches
+the cloud: `outbox_near_cap` (warning) above `SHED_AT_FRACTION`, `outbox_shedding` (major) once samples
+were shed, `outbox_full` (critical) while refusing; the first two clear below `RESUME_AT_FRACTION`.
+
+Damage: a file that does not open or check clean at start is salvaged (`edge.outbox.salvage`): every
+readable row moves to a fresh outbox (a new outbox_id), the damaged file is kept aside, and the
+`outbox_salvaged` alarm is raised (for `SALVAGE_ALARM_ACTIVE_MS`, across restarts).
 
 Group commit: appenders put their event on a bounded queue and wait; one writer task takes everything
 queued, assigns each event its `seq` (the integer primary key, monotonic per outbox) and its `event_id`
@@ -24,19 +32,23 @@ leave only through `delete_through(seq)`, which the uplink calls with the cloud'
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import json
 import logging
 import random
 import sqlite3
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import aiosqlite
 from tallyport.v1 import events_pb2
 
+from edge.alarms import AlarmRegistry
 from edge.clock import Clock
 from edge.errors import OutboxError, OutboxFullError
 from edge.event_ids import new_event_id
@@ -47,6 +59,7 @@ from edge.outbox.records import (
     QuarantineRecord,
     Rejected,
 )
+from edge.outbox.salvage import SALVAGE_META_KEY, finish_interrupted_salvage, inspect_outbox, salvage_outbox
 from edge.outbox.schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -64,6 +77,13 @@ SHED_AT_FRACTION = 0.9
 RESUME_AT_FRACTION = 0.8
 CAPACITY_CHECK_COMMITS = 8  # the size is measured every this many commits, and on every commit while near the cap
 assert RESUME_AT_FRACTION < SHED_AT_FRACTION < 1.0
+# How long after a salvage its alarm stays active, restarts included: long enough for a person to see it.
+SALVAGE_ALARM_ACTIVE_MS = 24 * 3_600_000
+SALVAGE_LOCK_WAIT_S = 60.0  # how long an open waits for another process's salvage of the same outbox
+ALARM_NEAR_CAP = "outbox_near_cap"
+ALARM_SHEDDING = "outbox_shedding"
+ALARM_FULL = "outbox_full"
+ALARM_SALVAGED = "outbox_salvaged"
 
 
 @dataclass
@@ -89,7 +109,7 @@ class _GroupWrite:
 
     events: list[tuple[int, str, int, int, bytes]] = field(default_factory=list)
     quarantine: list[tuple[int, str, str, str, bytes, str]] = field(default_factory=list)
-    markers: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    markers: dict[str, tuple[str, int, int, int]] = field(default_factory=dict)
     acked_devices: list[str] = field(default_factory=list)
     journal: list[tuple[str, int, bytes]] = field(default_factory=list)
     journal_messages: list[tuple[str, str, int]] = field(default_factory=list)
@@ -114,8 +134,10 @@ class Outbox:
         commit_events_max: int,
         pending_submissions_max: int,
         bytes_max: int = BYTES_MAX_DEFAULT,
+        alarms: AlarmRegistry | None = None,
     ) -> None:
         assert commit_events_max >= 1 and pending_submissions_max >= 1
+        self.alarms = alarms if alarms is not None else AlarmRegistry(clock)
         self._db = db
         self.path = path
         self.outbox_id = outbox_id
@@ -260,7 +282,7 @@ class Outbox:
             if item.acked_device is not None:
                 rows.acked_devices.append(item.acked_device)
             if item.marker is not None:
-                rows.markers[item.marker.device] = (item.marker.raw_sha256, now_ms, 0)
+                rows.markers[item.marker.device] = (item.marker.raw_sha256, now_ms, 0, int(item.marker.rejected))
             rows.journal.extend((item.journal_source, now_ms, payload) for payload in item.journal_payloads)
             if item.journal_message_digest and item.journal_payloads:
                 rows.journal_messages.append((item.journal_message_digest, item.journal_source, now_ms))
@@ -324,8 +346,19 @@ class Outbox:
         used = await self.used_bytes()
         self._near_cap = used >= RESUME_AT_FRACTION * self._bytes_max
         if used >= SHED_AT_FRACTION * self._bytes_max:
+            self.alarms.raise_alarm(
+                ALARM_NEAR_CAP,
+                "warning",
+                f"outbox above {SHED_AT_FRACTION:.0%} of its {self._bytes_max}-byte cap: the cloud is not draining"
+                " it; sensor samples are shed first",
+            )
             shed = await self._shed_sensor_samples()
             if shed:
+                self.alarms.raise_alarm(
+                    ALARM_SHEDDING,
+                    "major",
+                    f"{self.shed_total} sensor samples downsampled to stay under the outbox cap; movements kept",
+                )
                 log.warning(
                     "outbox near its cap: sensor samples downsampled",
                     extra={
@@ -337,13 +370,23 @@ class Outbox:
                 )
             elif used >= self._bytes_max and not self.full:
                 self.full = True
+                self.alarms.raise_alarm(
+                    ALARM_FULL,
+                    "critical",
+                    f"outbox at its {self._bytes_max}-byte cap with movements only: new reads are refused"
+                    " (not acknowledged to their devices) until the cloud takes the backlog",
+                )
                 log.error(
                     "outbox full: refusing new events until the cloud acknowledges the backlog",
                     extra={"used_bytes": used, "bytes_max": self._bytes_max},
                 )
-        elif self.full and used < RESUME_AT_FRACTION * self._bytes_max:
-            self.full = False
-            log.warning("outbox below its cap again: accepting events", extra={"used_bytes": used})
+        elif used < RESUME_AT_FRACTION * self._bytes_max:
+            self.alarms.clear(ALARM_NEAR_CAP)
+            self.alarms.clear(ALARM_SHEDDING)
+            if self.full:
+                self.full = False
+                self.alarms.clear(ALARM_FULL, f"outbox below {RESUME_AT_FRACTION:.0%} of its cap: accepting events")
+                log.warning("outbox below its cap again: accepting events", extra={"used_bytes": used})
 
     async def _shed_sensor_samples(self) -> int:
         """Delete every second sample among the oldest half of the sensor samples; return how many."""
@@ -410,10 +453,10 @@ class Outbox:
                 await db.execute("UPDATE device_frames SET acked = 1 WHERE device = ?", (device,))
             if rows.markers:
                 await db.executemany(
-                    "INSERT INTO device_frames (device, raw_sha256, committed_at_ms, acked)"
-                    " VALUES (?, ?, ?, ?) ON CONFLICT(device) DO UPDATE SET"
+                    "INSERT INTO device_frames (device, raw_sha256, committed_at_ms, acked, rejected)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT(device) DO UPDATE SET"
                     " raw_sha256 = excluded.raw_sha256, committed_at_ms = excluded.committed_at_ms,"
-                    " acked = excluded.acked",
+                    " acked = excluded.acked, rejected = excluded.rejected",
                     [(device, *values) for device, values in rows.markers.items()],
                 )
             await db.execute("COMMIT")
@@ -452,12 +495,12 @@ class Outbox:
 
     async def last_frame(self, device: str) -> DeviceFrame | None:
         rows = await self._fetch(
-            "SELECT device, raw_sha256, committed_at_ms, acked FROM device_frames WHERE device = ?", (device,)
+            "SELECT device, raw_sha256, committed_at_ms, acked, rejected FROM device_frames WHERE device = ?", (device,)
         )
         if not rows:
             return None
         row = rows[0]
-        return DeviceFrame(str(row[0]), str(row[1]), int(row[2]), bool(row[3]))
+        return DeviceFrame(str(row[0]), str(row[1]), int(row[2]), bool(row[3]), bool(row[4]))
 
     async def stats(self) -> OutboxStats:
         row = (
@@ -561,15 +604,20 @@ async def open_outbox(
     commit_events_max: int = COMMIT_EVENTS_MAX_DEFAULT,
     pending_submissions_max: int = PENDING_SUBMISSIONS_MAX_DEFAULT,
     bytes_max: int = BYTES_MAX_DEFAULT,
+    alarms: AlarmRegistry | None = None,
 ) -> AsyncIterator[Outbox]:
     """Open (creating and migrating if needed) the outbox at `path` and run its writer while in use.
 
-    On exit everything queued is committed before the file is closed.
+    A damaged file is salvaged first (see `edge.outbox.salvage`). On exit everything queued is
+    committed before the file is closed.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    alarms = alarms if alarms is not None else AlarmRegistry(clock)
+    lock = await asyncio.to_thread(_lock_and_salvage, path, clock)
     try:
         db = await aiosqlite.connect(path, isolation_level=None)
     except sqlite3.Error as exc:
+        lock.close()
         raise OutboxError(f"outbox {path}: cannot open: {exc}") from exc
     try:
         try:
@@ -578,6 +626,7 @@ async def open_outbox(
             await _migrate(db, path)
             outbox_id = await _outbox_id(db)
             next_seq = await _next_seq(db)
+            await _raise_salvage_alarm(db, clock, alarms)
         except sqlite3.Error as exc:
             raise OutboxError(f"outbox {path}: cannot prepare: {exc}") from exc
         outbox = Outbox(
@@ -590,6 +639,7 @@ async def open_outbox(
             commit_events_max=commit_events_max,
             pending_submissions_max=pending_submissions_max,
             bytes_max=bytes_max,
+            alarms=alarms,
         )
         await outbox.check_capacity()
         writer = asyncio.create_task(outbox.run_writer(), name="outbox-writer")
@@ -604,3 +654,80 @@ async def open_outbox(
                     writer.cancel()
     finally:
         await db.close()
+        lock.close()
+
+
+def _lock_and_salvage(path: Path, clock: Clock) -> BinaryIO:
+    """Hold `<name>.lock` shared while the outbox is open; inspect and salvage only when holding it alone.
+
+    When another process has this outbox open (the running agent, while `tallyport-edge outbox` looks
+    at it), nothing is inspected or moved: salvaging a file a live agent writes to would send its new
+    events into the file set aside. The lock file is closed (and the lock released) by the caller.
+    """
+    lock = path.with_name(path.name + ".lock").open("a+b")
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _wait_for_shared_lock(lock, path)
+            return lock
+        _salvage_if_damaged(path, clock)
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        return lock
+    except BaseException:
+        lock.close()
+        raise
+
+
+def _wait_for_shared_lock(lock: BinaryIO, path: Path) -> None:
+    """A shared hold, waiting (bounded) while another process holds it alone to salvage."""
+    deadline = time.monotonic() + SALVAGE_LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise OutboxError(
+                    f"outbox {path}: another process held it exclusively for {SALVAGE_LOCK_WAIT_S:g} s"
+                ) from None
+            time.sleep(0.05)
+
+
+def _salvage_if_damaged(path: Path, clock: Clock) -> None:
+    """Finish an interrupted salvage, then salvage the file if it is damaged (blocking: run in a thread)."""
+    aside = finish_interrupted_salvage(path, clock)
+    if aside is not None:
+        log.error("outbox: finished a salvage interrupted by a crash", extra={"path": str(path), "aside": str(aside)})
+    problem = inspect_outbox(path)
+    if problem is None:
+        return
+    log.error("outbox damaged; salvaging what can be read", extra={"path": str(path), "problem": problem})
+    report = salvage_outbox(path, problem, clock)
+    log.error(
+        "outbox salvaged",
+        extra={
+            "path": str(path),
+            "aside": str(report.damaged_path),
+            "events_salvaged": report.events_salvaged,
+            "events_lost_max": report.events_lost_max if report.extent_known else "unknown",
+            "old_outbox_id": report.old_outbox_id,
+            "new_outbox_id": report.new_outbox_id,
+            "summary": report.summary(),
+        },
+    )
+
+
+async def _raise_salvage_alarm(db: aiosqlite.Connection, clock: Clock, alarms: AlarmRegistry) -> None:
+    """Raise `outbox_salvaged` while this outbox's salvage (remembered in its meta) is recent."""
+    rows = list(await db.execute_fetchall("SELECT value FROM meta WHERE key = ?", (SALVAGE_META_KEY,)))
+    if not rows:
+        return
+    try:
+        record = json.loads(str(rows[0][0]))
+        salvaged_at_ms, severity, summary = int(record["salvaged_at_ms"]), record["severity"], str(record["summary"])
+    except (ValueError, KeyError, TypeError):
+        log.warning("outbox: unreadable salvage record in meta; no alarm raised")
+        return
+    if clock.unix_ms() - salvaged_at_ms < SALVAGE_ALARM_ACTIVE_MS and severity in ("critical", "major"):
+        alarms.raise_alarm(ALARM_SALVAGED, severity, summary, raised_at_ms=salvaged_at_ms)

@@ -26,6 +26,7 @@ class FrameMarker:
 
     device: str
     raw_sha256: str
+    rejected: bool = False  # the frame went to the quarantine: its answer, and any resend's, is NAK
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class DeviceFrame:
     raw_sha256: str
     committed_at_ms: int
     acked: bool
+    rejected: bool = False  # see FrameMarker.rejected
 
 
 @dataclass(frozen=True)

@@ -61,4 +61,10 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX journal_messages_by_age ON journal_messages (received_at_ms);
     """,
+    # 4: whether a device's last frame was refused (quarantined and NAKed). A resend of it after a restart
+    # is then NAKed again and not quarantined twice, exactly as within one process lifetime; without it a
+    # resend after a crash between the quarantine commit and the NAK was taken for an ACKed retransmission.
+    """
+    ALTER TABLE device_frames ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0;
+    """,
 )

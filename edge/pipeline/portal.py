@@ -47,6 +47,36 @@ Invalid EPC hex never becomes an object (nor opens a session): it is returned in
 quarantine, deduplicated per EPC with its read count. One read while no session is open joins the portal's
 next session if one opens before the next `advance`, else comes back alone in a pass of kind ``none``.
 
+Late reads. A fixed reader that loses its broker keeps its reads and publishes them when the broker is back,
+minutes or hours after they were made. Sessions run on arrival time, so those reads would open a new session
+(or join another load's) and emit EPCs that a pass emitted already: a duplicate movement. So every pass that
+emitted objects is remembered per portal (its EPCs, its span in read time, and the arrival-minus-read-time
+offset its own reads showed). A valid read is a *late duplicate*, dropped before any session sees it, when
+- a remembered pass of this portal, or of a neighbour (a late cross-read), emitted its EPC;
+- it is late for that pass: it arrived at least `session_idle_ms` later, relative to its read time, than
+  that pass's reads did (so it could not have joined the pass; the offset absorbs the reader's clock skew,
+  and a tag read live again after the pass, a pallet backing out, is never late); and
+- its read time lies in the pass's span, or up to `late_read_horizon_ms` before its first read (the approach
+  to the door, or the first half of a passage whose second half came live; a replayed buffer runs oldest
+  first, so these come before anything that could link them to the pass), or after its last read up to
+  `late_read_horizon_ms` *and* within `session_idle_ms` of the pass's last read or of the previous late
+  read taken as its continuation (a passage whose end the outage cut off goes on; after a quiet gap of
+  `session_idle_ms` the tag moved again, a pallet backing out, and that is a new passage, as it would have
+  been live).
+A late read of an EPC no remembered pass emitted (the whole passage fell in the outage, or a tag the pass
+missed) is an ordinary read: its passage has produced no event yet. A read after the horizon, or after a
+quiet gap, is a new passage and emits. The price of the look back: a passage of the same EPC that ended
+less than `late_read_horizon_ms` before a pass and reached us only late is taken for that pass's approach.
+Dropped late duplicates are counted (``late_reads_dropped``) and logged once per pass, not quarantined: they
+are valid reads of a movement already stored, not bad data, and a replayed reader buffer can hold thousands
+of them, which would bury the rejects an operator must act on. Passes are remembered for
+`late_read_memory_ms` of gateway time (set it above the longest broker outage to expect; 0 turns the rule
+off), at most `LATE_READ_PASSES_MAX` passes and `LATE_READ_EPCS_MAX` EPCs per portal, the oldest forgotten
+first. This memory lives in the process: the read journal keeps only the reads of
+unfinished passes, so after an agent restart the passes finished before it are not known, and a late read
+of one of them is treated as an ordinary read again. Not covered either: a late read that arrives while its
+pass still waits for a neighbour's arbitration (at most `session_idle_ms`).
+
 What the events mean (`pass_to_events`): an ObjectEvent with every accepted EPC, plus an AggregationEvent
 (action OBSERVE) when rule 5 found a parent. Inbound uses the `inbound_read_point` (its id, biz_location,
 action, biz_step, disposition; typically receiving), outbound the `outbound_read_point` (typically departing,
@@ -65,12 +95,14 @@ Bounds: at most one open session per portal; `session_epcs_max` distinct EPCs (v
 session, further ones counted in ``epcs_over_cap``; `RAW_DIGESTS_MAX` payload digests per session;
 `HELD_PASSES_MAX` passes waiting for arbitration (the oldest is released when exceeded);
 `RELEASED_HISTORY_MAX` released passes remembered for neighbours that finish later;
-`ORPHAN_REJECTED_MAX` invalid reads waiting outside a session per portal.
+`ORPHAN_REJECTED_MAX` invalid reads waiting outside a session per portal; `LATE_READ_PASSES_MAX` passes and
+`LATE_READ_EPCS_MAX` EPCs remembered per portal for late reads, for at most `late_read_memory_ms`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import zoneinfo
 from collections import Counter, deque
@@ -90,6 +122,8 @@ from edge.pipeline.scan_events import offset_minutes
 
 __all__ = [
     "HELD_PASSES_MAX",
+    "LATE_READ_EPCS_MAX",
+    "LATE_READ_PASSES_MAX",
     "ORPHAN_REJECTED_MAX",
     "RAW_DIGESTS_MAX",
     "RELEASED_HISTORY_MAX",
@@ -110,7 +144,13 @@ SessionKind = Literal["gpi", "time_window", "none"]
 CloseReason = Literal["idle", "max", "beams_clear", "next_pass", "none"]
 SuppressReason = Literal["reads_min", "peak_rssi_min", "cross_read"]
 
+log = logging.getLogger(__name__)
+
 HELD_PASSES_MAX = 256
+# Per portal: emitted passes remembered to recognise their late reads (a busy door makes a few hundred
+# passes a shift), and the EPCs they hold together (bounds the memory whatever the loads' sizes).
+LATE_READ_PASSES_MAX = 1000
+LATE_READ_EPCS_MAX = 50_000
 RELEASED_HISTORY_MAX = 256
 RAW_DIGESTS_MAX = 4096
 ORPHAN_REJECTED_MAX = 1000
@@ -251,6 +291,20 @@ class _Closed:
     evidence: _Evidence
 
 
+@dataclass(eq=False)  # identity: the per-EPC index removes exactly this record
+class _EmittedPass:
+    """A released pass that emitted objects, remembered to recognise its late reads."""
+
+    number: int
+    epcs: frozenset[str]
+    started_at: datetime  # reader time of its first evidence
+    ended_at: datetime  # reader time of its last evidence
+    arrival_offset: timedelta  # arrival minus read time of the session's last evidence: the clock relation
+    closed_arrival: datetime  # gateway time the session closed: the memory's age
+    continued_until: datetime  # reader time of the pass's last read, or of the latest late read continuing it
+    late_reads: int = 0
+
+
 @dataclass
 class _PortalState:
     config: PortalConfig
@@ -260,6 +314,9 @@ class _PortalState:
     sessions_opened: int = 0
     orphan_rejected: dict[str, RejectedRead] = field(default_factory=dict)
     counters: Counter[str] = field(default_factory=Counter)
+    emitted: deque[_EmittedPass] = field(default_factory=deque)  # oldest first
+    emitted_by_epc: dict[str, list[_EmittedPass]] = field(default_factory=dict)
+    emitted_epcs: int = 0
 
     @property
     def idle(self) -> timedelta:
@@ -326,6 +383,8 @@ class PortalEngine:
         state.counters["reads"] += 1
         self._expire(state, arrival)
         decoded = decode_epc(read.epc_hex)
+        if decoded.valid and self._late_duplicate(state, read, decoded.epc_hex, arrival):
+            return
         session = state.session
         if session is None and state.config.gpi_bounded:
             self._outside_session(state, read, decoded)
@@ -379,6 +438,7 @@ class PortalEngine:
         _aware(now, "now")
         for state in self._portals.values():
             self._expire(state, now)
+            _forget_emitted(state, now)
         released = self._release(now)
         for state in self._portals.values():
             if state.orphan_rejected and state.session is None:
@@ -413,8 +473,9 @@ class PortalEngine:
 
     def counters(self) -> dict[str, dict[str, int]]:
         """Counts per portal name (reads, reads_outside_session, gpi_edges, sessions, passes, epcs_accepted,
-        strays_suppressed, cross_reads_dropped, rejected_epcs, epcs_over_cap, direction_<x>), and under
-        "(unrouted)" the reads and GPI edges from readers, antennas or pins no portal claims."""
+        strays_suppressed, cross_reads_dropped, rejected_epcs, epcs_over_cap, late_reads_dropped,
+        direction_<x>), and under "(unrouted)" the reads and GPI edges from readers, antennas or pins no
+        portal claims."""
         snapshot = {name: dict(state.counters) for name, state in self._portals.items()}
         snapshot["(unrouted)"] = dict(self._unrouted)
         return snapshot
@@ -550,7 +611,22 @@ class PortalEngine:
                     session.epcs_over_cap if index == 0 else 0,
                 )
             )
+        self._remember_passes(state, closed, passes)
         return passes
+
+    def _remember_passes(self, state: _PortalState, closed: _Closed, passes: Sequence[PortalPass]) -> None:
+        """Keep what the passes emitted, to recognise their late reads (see the module docstring)."""
+        if state.config.late_read_memory_ms == 0:
+            return
+        session = closed.session
+        offset = session.last_arrival - session.ended_at
+        for built in passes:
+            if built.objects:
+                epcs = frozenset(item.epc.epc_hex for item in built.objects)
+                record = _EmittedPass(
+                    built.number, epcs, built.started_at, built.ended_at, offset, closed.closed_at, built.ended_at
+                )
+                _remember_emitted(state, record)
 
     def _build(
         self,
@@ -640,6 +716,45 @@ class PortalEngine:
             portal_pass, gateway_id=self.gateway_id, read_points=self._read_points, zone=self.zone, driver=driver
         )
 
+    def _late_duplicate(self, state: _PortalState, read: TagRead, epc: str, arrival: datetime) -> bool:
+        """Whether `read` is a late read of a pass (here or next door) that emitted its EPC: then count it."""
+        if not state.emitted and not state.neighbours:
+            return False
+        horizon = timedelta(milliseconds=state.config.late_read_horizon_ms)
+        for owner in (state, *(self._portals[name] for name in sorted(state.neighbours))):
+            for record in owner.emitted_by_epc.get(epc, ()):
+                # Late: it reached us at least an idle gap later than that pass's own reads, read time for
+                # read time, so it cannot have been part of the pass when it was live.
+                late = arrival - (read.seen_at + record.arrival_offset) >= state.idle
+                if late and _continues(record, read.seen_at, horizon, state.idle):
+                    record.continued_until = max(record.continued_until, read.seen_at)
+                    self._count_late(state, owner, record, read, arrival)
+                    return True
+        return False
+
+    def _count_late(
+        self, state: _PortalState, owner: _PortalState, record: _EmittedPass, read: TagRead, arrival: datetime
+    ) -> None:
+        state.counters["late_reads_dropped"] += 1
+        record.late_reads += 1
+        if record.late_reads > 1:
+            return
+        log.warning(
+            "portal %s: late reads of pass %d of %s (read %s to %s) dropped: it emitted their EPCs already",
+            state.config.name,
+            record.number,
+            owner.config.name,
+            record.started_at.isoformat(),
+            record.ended_at.isoformat(),
+            extra={
+                "portal": state.config.name,
+                "pass_portal": owner.config.name,
+                "pass_number": record.number,
+                "reader": read.reader,
+                "late_by_s": round((arrival - read.seen_at - record.arrival_offset).total_seconds(), 3),
+            },
+        )
+
     def _outside_session(self, state: _PortalState, read: TagRead, decoded: DecodedEpc) -> None:
         state.counters["reads_outside_session"] += 1
         if decoded.valid:
@@ -676,6 +791,39 @@ class PortalEngine:
         if track is None:
             track = session.epcs[key] = _EpcTrack(decoded, read.seen_at, read.seen_at, group)
         _add_read(track, read, group)
+
+
+def _continues(record: _EmittedPass, seen_at: datetime, horizon: timedelta, idle: timedelta) -> bool:
+    """Whether a late read at `seen_at` belongs to the passage of `record` (see the module docstring)."""
+    if seen_at <= record.ended_at:
+        return seen_at >= record.started_at - horizon
+    return seen_at <= record.ended_at + horizon and seen_at - record.continued_until < idle
+
+
+def _remember_emitted(state: _PortalState, record: _EmittedPass) -> None:
+    state.emitted.append(record)
+    state.emitted_epcs += len(record.epcs)
+    for epc in record.epcs:
+        state.emitted_by_epc.setdefault(epc, []).append(record)
+    while len(state.emitted) > LATE_READ_PASSES_MAX or state.emitted_epcs > LATE_READ_EPCS_MAX:
+        _forget_oldest_emitted(state)
+
+
+def _forget_emitted(state: _PortalState, now: datetime) -> None:
+    """Forget the passes older than `late_read_memory_ms` (gateway time)."""
+    memory = timedelta(milliseconds=state.config.late_read_memory_ms)
+    while state.emitted and state.emitted[0].closed_arrival < now - memory:
+        _forget_oldest_emitted(state)
+
+
+def _forget_oldest_emitted(state: _PortalState) -> None:
+    record = state.emitted.popleft()
+    state.emitted_epcs -= len(record.epcs)
+    for epc in record.epcs:
+        records = state.emitted_by_epc[epc]
+        records.remove(record)
+        if not records:
+            del state.emitted_by_epc[epc]
 
 
 def _rejection(read: TagRead, decoded: DecodedEpc) -> RejectedRead:

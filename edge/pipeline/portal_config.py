@@ -21,6 +21,8 @@ photo_eye_inside_pin = 2
 # peak_rssi_dbm_min = -75.0          # a weaker peak: a stray; weaker reads neither open nor extend a session
 # direction_gap_ms_min = 150         # outside and inside evidence this far apart to call a direction
 # direction_reads_per_side_min = 1   # reads an EPC needs on each antenna group to vote on the direction
+# late_read_horizon_ms = 30000       # a late read this far around a pass that emitted its EPC is that pass's
+# late_read_memory_ms = 21600000     # passes are remembered this long to recognise their late reads (0: off)
 neighbours = ["dock-5"]              # adjacent portals whose cross-reads are arbitrated against this one
 inbound_read_point = "dock4-in"      # [[read_point]] names
 outbound_read_point = "dock4-out"
@@ -63,6 +65,9 @@ class PortalConfig(BaseModel):
     peak_rssi_dbm_min: float = Field(-75.0, ge=-120.0, le=0.0)
     direction_gap_ms_min: int = Field(150, ge=0, le=10_000)
     direction_reads_per_side_min: int = Field(1, ge=1, le=100)
+    # Late reads (a reader's retention replayed after a broker outage): see edge.pipeline.portal.
+    late_read_horizon_ms: int = Field(30_000, ge=0, le=3_600_000)
+    late_read_memory_ms: int = Field(21_600_000, ge=0, le=7 * 86_400_000)
     neighbours: list[str] = Field(default_factory=list, max_length=16)
     inbound_read_point: str = Field(min_length=1)
     outbound_read_point: str = Field(min_length=1)

@@ -11,6 +11,7 @@ are replayed into the engine at start: nothing acknowledged is lost, no pass is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections import deque
@@ -95,10 +96,12 @@ class PortalIntake:
         self._fed.clear()
         await self._replay()
         while True:
-            try:
-                first = await asyncio.wait_for(self._queue.get(), TICK_MS / 1000)
-            except TimeoutError:
-                first = None
+            first = None
+            # asyncio.timeout, never wait_for: Python 3.11's wait_for can swallow a cancellation that
+            # lands as the queue hands over a read, and the intake would then outlive its supervisor.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_MS / 1000):
+                    first = await self._queue.get()
             if first is not None:
                 self._feed_new(first)
                 while not self._queue.empty():

@@ -6,6 +6,9 @@ committed frame per device and whether its ACK went out, so that one retransmiss
 acknowledged and not stored twice. (The cost: if the ACK did go out but the agent died before
 recording it, a deliberate rescan of the very same label within `RETRANSMIT_WINDOW_MS` is taken for
 a retransmission. Serialised labels are unaffected; a GTIN-only label would be counted once.)
+A refused frame is remembered the same way: its marker records that it went to the quarantine, so a
+resend of it is NAKed again and not quarantined twice, across restarts too (a crash between the
+quarantine commit and the NAK must not turn the resend into an ACK).
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class ScanIntake:
         if self._config.ack_nak:  # without ACK/NAK a scanner never resends, so there is nothing to recognise
             last = await self._outbox.last_frame(self._config.name)
             self._unacked = last if last is not None and not last.acked else None
+            # The NAK decision outlives the process: a resend of the refused frame is refused again.
+            self._last_naked_sha256 = last.raw_sha256 if last is not None and last.rejected else ""
         async with self._driver:
             async for frame in self._driver.frames():
                 await self.handle(frame)
@@ -88,7 +93,7 @@ class ScanIntake:
                 ok = True
             else:
                 rejected = Rejected(self._config.name, result.reason_code, result.reason, result.raw, result.raw_sha256)
-                await self._outbox.quarantine(rejected, marker=marker)
+                await self._outbox.quarantine(rejected, marker=FrameMarker(self._config.name, digest, rejected=True))
                 self.counters.rejected_total += 1
                 log.info("scan quarantined", extra={"device": self._config.name, "reason": result.reason})
                 ok = False

@@ -1,9 +1,15 @@
 """The uplink: drains the outbox to the cloud over one bidirectional gRPC stream, deleting only what is acked.
 
 Session: Hello → Welcome(resume_after_seq) → batches up, one Ack per batch down, in order.
+If the Welcome says the cloud accepts it, a GatewayStatus with the gateway's alarms follows the Hello
+and goes again whenever they change (at most once per `STATUS_INTERVAL_MS_MIN`); it is not acked.
+The Hello and every batch carry the gateway's wall clock (`gateway_time`), from which the cloud
+measures this gateway's clock offset; with a token configured, every stream carries
+`authorization: Bearer <token>` metadata, which a cloud with gateway tokens requires.
 At most `unacked_batches_max` batches are in flight; an Ack's `committed_through_seq` lets the outbox
-delete every row up to it. Any failure (connect, EOF, ack timeout, protocol breach) ends the session;
-the next one starts after a jittered exponential backoff and resumes where the cloud says.
+delete every row up to it. Acks are cumulative: one that arrives late, out of order or twice is
+harmless. Any failure (connect, EOF, ack timeout, protocol breach) ends the session; the next one
+starts after a jittered exponential backoff and resumes where the cloud says.
 """
 
 from __future__ import annotations
@@ -18,9 +24,12 @@ import grpc
 import grpc.aio
 from tallyport.v1 import ingest_pb2
 
+from edge.alarms import AlarmRegistry
 from edge.backoff import Backoff
+from edge.clock import Clock, SystemClock
 from edge.errors import OutboxError, ProtocolError, UplinkError
 from edge.outbox import Outbox
+from edge.uplink.status import STATUS_INTERVAL_MS_MIN, encode_status_message
 from edge.uplink.wire import encode_batch_message, encode_hello_message
 
 log = logging.getLogger(__name__)
@@ -54,6 +63,7 @@ class UplinkSettings:
     ack_timeout_ms: int = 10_000
     connect_timeout_ms: int = 5_000
     idle_check_ms: int = 1_000  # how long to wait for new events before looking again
+    token: str = ""  # bearer token for the cloud's gateway authentication; "" sends none
 
 
 @dataclass
@@ -61,22 +71,36 @@ class _InFlight:
     batch_id: int
     last_seq: int
     events: int
+    sent_at_s: float = 0.0  # event-loop time when it was handed to the stream; its ack is due ack_timeout_ms later
 
 
 class Uplink:
     """Owns the stream to the cloud. `run()` returns only when cancelled."""
 
-    def __init__(self, outbox: Outbox, settings: UplinkSettings, backoff: Backoff) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        settings: UplinkSettings,
+        backoff: Backoff,
+        clock: Clock | None = None,
+        alarms: AlarmRegistry | None = None,
+    ) -> None:
         assert settings.batch_events_max >= 1 and settings.unacked_batches_max >= 1
         self._outbox = outbox
         self._settings = settings
         self._backoff = backoff
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._metadata = (("authorization", f"Bearer {settings.token}"),) if settings.token else None
         self.connected = False
         self.acked_through_seq = 0
         self.batches_sent_total = 0
         self.events_acked_total = 0
         self.sessions_total = 0
         self.rejects_total = 0
+        self._alarms = alarms if alarms is not None else outbox.alarms
+        self.statuses_sent_total = 0
+        # Batches and statuses share the stream: one write at a time.
+        self._write_lock = asyncio.Lock()
         self._next_batch_id = 1
         self._last_error = ""
 
@@ -104,7 +128,7 @@ class Uplink:
                 _STREAM_METHOD,
                 request_serializer=_identity,
                 response_deserializer=ingest_pb2.CloudMessage.FromString,
-            )(None)
+            )(None, metadata=self._metadata)
             try:
                 welcome = await self._handshake(call)
                 await self._stream(call, welcome)
@@ -120,9 +144,13 @@ class Uplink:
             oldest_seq=stats.oldest_seq,
             agent_version=settings.agent_version,
         )
+        hello.gateway_time.FromMilliseconds(self._clock.unix_ms())
         timeout_s = settings.connect_timeout_ms / 1000
         await _write(call, encode_hello_message(hello), timeout_s)
-        message = await asyncio.wait_for(call.read(), timeout_s)
+        # asyncio.timeout, never wait_for: Python 3.11's wait_for swallows a cancellation that lands as
+        # the awaited thing completes, and a session whose task ignores its cancellation never ends.
+        async with asyncio.timeout(timeout_s):
+            message = await call.read()
         if not isinstance(message, ingest_pb2.CloudMessage):  # grpc.aio.EOF
             raise UplinkError("cloud closed the stream before answering hello")
         if message.WhichOneof("body") != "welcome":
@@ -155,6 +183,8 @@ class Uplink:
                 self._send_loop(call, welcome.resume_after_seq, batch_max, window, in_flight, window_open)
             )
             group.create_task(self._receive_loop(call, in_flight, window, window_open))
+            if welcome.accepts_status:  # an older cloud would end the stream on a message it does not know
+                group.create_task(self._status_loop(call))
 
     async def _send_loop(
         self,
@@ -175,18 +205,32 @@ class Uplink:
                 rows = await outbox.read_after(last_sent_seq, batch_max)
                 if not rows:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(outbox.events_committed.wait(), self._settings.idle_check_ms / 1000)
+                        async with asyncio.timeout(self._settings.idle_check_ms / 1000):
+                            await outbox.events_committed.wait()
                     continue
             rows = _within_bytes(_contiguous_prefix(rows), self._settings.batch_bytes_max)
             batch_id = self._next_batch_id
             self._next_batch_id += 1
-            message = encode_batch_message(batch_id, [payload for _seq, payload in rows])
+            payloads = [payload for _seq, payload in rows]
+            message = encode_batch_message(batch_id, payloads, max(self._clock.unix_ms(), 0))
             last_sent_seq = rows[-1][0]
-            in_flight.append(_InFlight(batch_id, last_sent_seq, len(rows)))
+            in_flight.append(_InFlight(batch_id, last_sent_seq, len(rows), asyncio.get_running_loop().time()))
             if len(in_flight) >= window:
                 window_open.clear()
-            await _write(call, message, self._settings.ack_timeout_ms / 1000)
+            async with self._write_lock:
+                await _write(call, message, self._settings.ack_timeout_ms / 1000)
             self.batches_sent_total += 1
+
+    async def _status_loop(self, call: grpc.aio.StreamStreamCall[bytes, ingest_pb2.CloudMessage]) -> None:
+        """Send the alarms now, then each time they change."""
+        while True:
+            self._alarms.changed.clear()  # before reading them, so a change while sending is not missed
+            message = encode_status_message(self._alarms.snapshot())
+            async with self._write_lock:
+                await _write(call, message, self._settings.ack_timeout_ms / 1000)
+            self.statuses_sent_total += 1
+            await asyncio.sleep(STATUS_INTERVAL_MS_MIN / 1000)
+            await self._alarms.changed.wait()
 
     async def _receive_loop(
         self,
@@ -196,12 +240,7 @@ class Uplink:
         window_open: asyncio.Event,
     ) -> None:
         while True:
-            # With nothing in flight there is nothing to time out; a dead link shows on the next send.
-            timeout_s = self._settings.ack_timeout_ms / 1000 if in_flight else None
-            try:
-                message = await asyncio.wait_for(call.read(), timeout_s)
-            except TimeoutError as exc:
-                raise UplinkError(f"no ack within {self._settings.ack_timeout_ms} ms") from exc
+            message = await self._read_within_ack_timeout(call, in_flight)
             if not isinstance(message, ingest_pb2.CloudMessage):  # grpc.aio.EOF
                 raise UplinkError("cloud closed the stream")
             if message.WhichOneof("body") != "ack":
@@ -210,16 +249,45 @@ class Uplink:
             if len(in_flight) < window:
                 window_open.set()
 
+    async def _read_within_ack_timeout(
+        self, call: grpc.aio.StreamStreamCall[bytes, ingest_pb2.CloudMessage], in_flight: deque[_InFlight]
+    ) -> object:
+        """The next message; UplinkError once the oldest batch in flight has waited `ack_timeout_ms`.
+
+        The deadline is re-read while waiting: a batch sent after the read began (the usual case on a
+        quiet link) still gets its timeout, so a link that swallows batches without breaking shows.
+        The read is never cancelled on the way (cancelling a grpc.aio read cancels the whole call).
+        """
+        loop = asyncio.get_running_loop()
+        ack_timeout_s = self._settings.ack_timeout_ms / 1000
+        read = asyncio.ensure_future(call.read())
+        try:
+            while True:
+                wait_s = self._settings.idle_check_ms / 1000
+                if in_flight:
+                    overdue_s = loop.time() - in_flight[0].sent_at_s - ack_timeout_s
+                    if overdue_s >= 0:
+                        raise UplinkError(f"no ack within {self._settings.ack_timeout_ms} ms")
+                    wait_s = min(wait_s, -overdue_s)
+                done, _ = await asyncio.wait({read}, timeout=wait_s)
+                if done:
+                    return read.result()
+        finally:
+            if not read.done():
+                read.cancel()  # the session is ending anyway
+
     async def _on_ack(self, ack: ingest_pb2.Ack, in_flight: deque[_InFlight]) -> None:
-        if not in_flight or ack.batch_id != in_flight[0].batch_id:
-            expected = in_flight[0].batch_id if in_flight else None
-            raise ProtocolError(f"ack for batch {ack.batch_id}, expected {expected}")
-        batch = in_flight.popleft()
-        if ack.committed_through_seq < batch.last_seq:
+        """Settle what an ack covers. Acks are cumulative (`committed_through_seq` is the cloud's high-water
+        mark), so one ack settles its batch and every batch before it, in whatever order acks arrive; an
+        ack for a batch already settled (late, reordered or repeated by the network) changes nothing."""
+        if not 0 < ack.batch_id < self._next_batch_id:
+            raise ProtocolError(f"ack for batch {ack.batch_id}, which was never sent")
+        acked = next((batch for batch in in_flight if batch.batch_id == ack.batch_id), None)
+        if acked is not None and ack.committed_through_seq < acked.last_seq:
             # The cloud says it has not committed all of this batch: keep the rest and resend it.
             raise ProtocolError(
-                f"ack for batch {batch.batch_id} commits through {ack.committed_through_seq}, "
-                f"batch ends at {batch.last_seq}"
+                f"ack for batch {acked.batch_id} commits through {ack.committed_through_seq}, "
+                f"batch ends at {acked.last_seq}"
             )
         for reject in ack.rejects:
             self.rejects_total += 1
@@ -227,8 +295,12 @@ class Uplink:
                 "cloud quarantined an event",
                 extra={"seq": reject.seq, "event_id": reject.event_id, "reason": reject.reason},
             )
+        if acked is None or ack.committed_through_seq <= self.acked_through_seq:
+            log.debug("stale ack ignored", extra={"batch_id": ack.batch_id, "seq": ack.committed_through_seq})
+            return
+        while in_flight and in_flight[0].last_seq <= ack.committed_through_seq:
+            self.events_acked_total += in_flight.popleft().events
         await self._outbox.delete_through(ack.committed_through_seq)
-        self.events_acked_total += batch.events
         self.acked_through_seq = ack.committed_through_seq
 
 
@@ -256,7 +328,8 @@ async def _write(
 ) -> None:
     """Write one message; a stream that already ended reports its gRPC status as an UplinkError."""
     try:
-        await asyncio.wait_for(call.write(message), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await call.write(message)
     except (asyncio.InvalidStateError, grpc.aio.UsageError) as exc:
         # grpc.aio refuses writes on a finished call without saying why; the status does.
         code = await call.code()

@@ -16,6 +16,9 @@ from tallyport.v1 import ingest_pb2
 _TAG_GATEWAY_MESSAGE_BATCH = (2 << 3) | 2
 _TAG_BATCH_ID = (1 << 3) | 0
 _TAG_BATCH_EVENTS = (2 << 3) | 2
+_TAG_BATCH_GATEWAY_TIME = (3 << 3) | 2
+_TAG_TIMESTAMP_SECONDS = (1 << 3) | 0
+_TAG_TIMESTAMP_NANOS = (2 << 3) | 0
 
 
 def _varint(value: int) -> bytes:
@@ -28,14 +31,22 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def encode_batch_message(batch_id: int, event_payloads: Sequence[bytes]) -> bytes:
-    """The serialized `GatewayMessage` carrying `EventBatch{batch_id, events}`."""
+def encode_batch_message(batch_id: int, event_payloads: Sequence[bytes], gateway_time_ms: int | None = None) -> bytes:
+    """The serialized `GatewayMessage` carrying `EventBatch{batch_id, events, gateway_time}`.
+
+    `gateway_time_ms` (Unix ms, >= 0) is the gateway's clock when sending; None leaves it unset.
+    """
     # proto3 leaves a zero scalar off the wire; do the same so the bytes equal protobuf's own.
     parts = [bytes([_TAG_BATCH_ID]), _varint(batch_id)] if batch_id else []
     for payload in event_payloads:
         parts.append(bytes([_TAG_BATCH_EVENTS]))
         parts.append(_varint(len(payload)))
         parts.append(payload)
+    if gateway_time_ms is not None:
+        seconds, millis = divmod(gateway_time_ms, 1000)
+        stamp = (bytes([_TAG_TIMESTAMP_SECONDS]) + _varint(seconds)) if seconds else b""
+        stamp += (bytes([_TAG_TIMESTAMP_NANOS]) + _varint(millis * 1_000_000)) if millis else b""
+        parts.extend((bytes([_TAG_BATCH_GATEWAY_TIME]), _varint(len(stamp)), stamp))
     inner = b"".join(parts)
     return bytes([_TAG_GATEWAY_MESSAGE_BATCH]) + _varint(len(inner)) + inner
 

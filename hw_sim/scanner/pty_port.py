@@ -68,7 +68,15 @@ class PtyPort:
             return b""
 
     def close(self) -> None:
+        """Unplug: remove the link (as udev removes /dev/serial/by-id/... links), then the pty.
+
+        A link left behind would name a /dev/pts/N the kernel soon gives to someone else: a gateway
+        re-opening it would then read another program's line and acknowledge its frames.
+        """
         if self._master >= 0:
+            with contextlib.suppress(OSError):
+                if os.readlink(self.link) == self.slave_name:
+                    self.link.unlink()
             asyncio.get_running_loop().remove_reader(self._master)
             os.close(self._master)
             # Keep the slave open until now: closing it earlier hangs up the line for the gateway.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import subprocess
 import sys
@@ -91,3 +92,18 @@ def test_outbox_and_quarantine_list_what_the_agent_kept(tmp_path: Path) -> None:
 def test_listing_before_the_agent_ever_ran_says_so(tmp_path: Path) -> None:
     result = _run("quarantine", "--config", str(_config(tmp_path)))
     assert result.returncode == 2 and "no outbox" in result.stderr
+
+
+def test_a_bad_setting_found_while_starting_is_a_config_error_not_a_traceback(tmp_path: Path) -> None:
+    environment = {**os.environ, "TALLYPORT_CLOCK_OFFSET_S": "an hour"}
+    result = subprocess.run(
+        [*EDGE, "run", "--config", str(_config(tmp_path))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=environment,
+    )
+    assert result.returncode == 2
+    assert "invalid config" in result.stderr and "TALLYPORT_CLOCK_OFFSET_S" in result.stderr
+    assert "Traceback" not in result.stderr

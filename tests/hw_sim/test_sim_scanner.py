@@ -104,3 +104,11 @@ def test_an_invalid_scenario_names_the_problem(tmp_path: Path) -> None:
     path.write_text('[scanner]\nlink = "x"\n[[items]]\nkind = "rfid"\n')
     with pytest.raises(SystemExit, match=r"bad\.toml: invalid scenario: items\.0\.kind"):
         load_scenario(path)
+
+
+async def test_unplugging_removes_the_link_so_nobody_opens_a_reused_pty(tmp_path: Path) -> None:
+    port = PtyPort(tmp_path / "scanner0")
+    port.open()
+    assert os.readlink(port.link) == port.slave_name
+    port.close()
+    assert not port.link.exists() and not port.link.is_symlink()

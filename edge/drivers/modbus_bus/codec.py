@@ -41,6 +41,7 @@ __all__ = [
 DECIMALS = 6
 # Nine significant digits always round-trip a float32 (IEEE 754: max_digits10 of binary32).
 FLOAT32_DIGITS_MAX = 9
+FLOAT32_MAX: float = struct.unpack(">f", b"\x7f\x7f\xff\xff")[0]
 OFFSET10000_NEGATIVE_FROM = 10000
 ValueFaultCode = Literal["not_finite", "out_of_range", "short_response"]
 
@@ -86,6 +87,15 @@ def decode_register(spec: RegisterSpec, words: Sequence[int]) -> DecodedValue | 
             f"{spec.measurement} at {_where(spec)} is {number} (raw {_hex(words)}): the sensor reports no value",
         )
     value = round(number * spec.scale, DECIMALS)
+    if not math.isfinite(value):
+        # A finite number times a finite scale can still overflow (a float32 near 3.4e38 times 1e300).
+        return ValueFault(
+            spec.measurement,
+            spec.address,
+            "not_finite",
+            f"{spec.measurement} at {_where(spec)} is {number} (raw {_hex(words)}), times scale {spec.scale} "
+            "overflows: not a reading",
+        )
     too_low = spec.valid_min is not None and value < spec.valid_min
     too_high = spec.valid_max is not None and value > spec.valid_max
     if too_low or too_high:
@@ -140,7 +150,9 @@ def _shortest_float32(packed: bytes) -> float:
         return value
     for digits in range(1, FLOAT32_DIGITS_MAX + 1):
         candidate = float(f"{value:.{digits}g}")
-        if struct.pack(">f", candidate) == packed:
+        # Near the float32 limit (0x7F7FFFFF = 3.4028234664e38) rounding can step past it, and a float32
+        # cannot hold the candidate: it is not this value's decimal.
+        if abs(candidate) <= FLOAT32_MAX and struct.pack(">f", candidate) == packed:
             return candidate
     return value
 

@@ -110,6 +110,12 @@ class ModbusBusConfig(BaseModel):
         le=3_600_000,
         description="A device that stopped answering is polled less often, backing off up to this much extra delay.",
     )
+    fault_summary_interval_ms: int = Field(
+        default=3_600_000,
+        ge=1000,
+        le=86_400_000,
+        description="While a fault repeats poll after poll, a quarantine row counts its repeats this often.",
+    )
     devices: list[ModbusDeviceConfig] = Field(min_length=1, max_length=DEVICE_ID_MAX)
 
     @field_validator("port")

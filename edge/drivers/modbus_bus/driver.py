@@ -25,7 +25,9 @@ What comes out, on the bounded queue passed to ``run``:
   bytes (every reading from one response shares it);
 * ``ModbusFault``: bad input to quarantine, with its raw bytes: a garbled response (CRC error, noise), an
   exception response, or a value the profile rejects (NaN, out of range). A device that is simply silent
-  produces no fault (there is nothing to quarantine); its availability and counters say so.
+  produces no fault (there is nothing to quarantine); its availability and counters say so. A fault that
+  repeats poll after poll is one episode (``faults.py``): one fault when it starts, its repeats counted,
+  and a ``fault_repeats`` summary when it clears (and every ``fault_summary_interval_ms`` while it lasts).
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from edge.backoff import Backoff
 from edge.clock import Clock
 from edge.drivers.modbus_bus.codec import DecodedValue, ValueFault, decode_registers
 from edge.drivers.modbus_bus.config import ModbusBusConfig, ModbusDeviceConfig
+from edge.drivers.modbus_bus.faults import FaultCode, FaultEpisodes, ModbusFault, block_subject
 from edge.drivers.modbus_bus.link import (
     ClientFactory,
     ModbusExceptionResponseError,
@@ -70,31 +73,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-FaultCode = Literal["garbled", "exception_response", "not_finite", "out_of_range", "short_response"]
 # A consumer that has not taken an item for this long is stuck; the item is dropped and counted rather than
 # letting the bus stop polling (and the availability of every device go stale) behind it.
 OUTPUT_PUT_TIMEOUT_MS = 5000
 # Exception codes worth retrying: the device is alive but busy (acknowledge / server device busy).
 _RETRYABLE_EXCEPTION_CODES = frozenset({5, 6})
-
-
-@dataclass(frozen=True, slots=True)
-class ModbusFault:
-    """A response that cannot become a reading, kept with its bytes for the quarantine."""
-
-    bus: str
-    device: str
-    """The device's config name (``SensorReading.device_id`` of its readings)."""
-    reason_code: FaultCode
-    reason: str
-    raw: bytes
-    """Garbled: the bytes received; exception: the exception PDU (function code | 0x80, code); a rejected
-    value: the register bytes of the whole response."""
-    seen_at: datetime
-    raw_sha256: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "raw_sha256", hashlib.sha256(self.raw).hexdigest())
 
 
 BusOutput = SensorReading | ModbusFault
@@ -113,6 +96,9 @@ class DeviceStatus:
     """Requests sent to the device, every attempt counted; ``polls_total - retries_total`` is poll cycles."""
     readings_total: int = 0
     faults_total: int = 0
+    """Faults seen, repeats included; ``faults_total - fault_repeats_total`` of them became a ModbusFault."""
+    fault_repeats_total: int = 0
+    """Faults counted into an open fault episode instead of being output (see ``faults.py``)."""
     no_response_total: int = 0
     garbled_total: int = 0
     exception_responses_total: int = 0
@@ -172,6 +158,7 @@ class DevicePoller:
         self._block_index = 0
         self._attempt = 0
         self._cycle_due_s: float | None = None
+        self._episodes = FaultEpisodes(bus.name, device.name, summary_interval_ms=bus.fault_summary_interval_ms)
         self.status = DeviceStatus(device.name, device.device_id)
 
     async def exchange(self, link: ModbusLink, due_s: float) -> ExchangeOutcome:
@@ -196,20 +183,23 @@ class DevicePoller:
         self.status.polls_total += 1
         seen_at = self._clock.now()
         raw_sha256 = hashlib.sha256(response.raw).hexdigest()
-        outputs: list[BusOutput] = []
+        # The block answered: whatever kept it from answering before (garbling, an exception) has cleared.
+        outputs: list[BusOutput] = list(self._episodes.clear(block_subject(function_code, start), seen_at))
         for outcome in decode_registers(self.profile, function_code, start, response.registers):
-            outputs.append(self._output(outcome, response.raw, raw_sha256, seen_at))
+            outputs.extend(self._output(outcome, response.raw, raw_sha256, seen_at))
         self.status.readings_total += sum(isinstance(output, SensorReading) for output in outputs)
-        self.status.faults_total += sum(isinstance(output, ModbusFault) for output in outputs)
         # The device communicates: it is available even when a value is rejected (that is the sensor
         # element's fault, and it is reported on its own as a ModbusFault).
         self._mark_available()
         return ExchangeOutcome(tuple(outputs), self._next_block_or_cycle(now_s))
 
-    def _output(self, outcome: DecodedValue | ValueFault, raw: bytes, raw_sha256: str, seen_at: datetime) -> BusOutput:
+    def _output(
+        self, outcome: DecodedValue | ValueFault, raw: bytes, raw_sha256: str, seen_at: datetime
+    ) -> list[BusOutput]:
         if isinstance(outcome, ValueFault):
-            return ModbusFault(self._bus.name, self.config.name, outcome.reason_code, outcome.reason, raw, seen_at)
-        return SensorReading(
+            fault = ModbusFault(self._bus.name, self.config.name, outcome.reason_code, outcome.reason, raw, seen_at)
+            return list(self._episode_fault(outcome.measurement, fault))
+        reading = SensorReading(
             device_id=self.config.name,
             measurement=outcome.measurement,
             value=outcome.value,
@@ -217,6 +207,14 @@ class DevicePoller:
             seen_at=seen_at,
             raw_sha256=raw_sha256,
         )
+        return [*self._episodes.clear(outcome.measurement, seen_at), reading]
+
+    def _episode_fault(self, subject: str, fault: ModbusFault) -> list[ModbusFault]:
+        """Count the fault; the rows its episode wants quarantined (none for a repeat)."""
+        self.status.faults_total += 1
+        rows = self._episodes.fault(subject, fault)
+        self.status.fault_repeats_total = self._episodes.repeats_total
+        return rows
 
     def _failed(self, error: DeviceError, now_s: float) -> ExchangeOutcome:
         self.status.polls_total += 1
@@ -237,8 +235,8 @@ class DevicePoller:
         outputs: tuple[BusOutput, ...] = ()
         fault = self._fault_of(error)
         if fault is not None:
-            self.status.faults_total += 1
-            outputs = (fault,)
+            block = self.profile.blocks[self._block_index]
+            outputs = tuple(self._episode_fault(block_subject(block.function_code, block.address), fault))
         self._mark_unavailable(error)
         # The rest of this cycle's blocks are skipped: the device just failed to answer.
         assert self._cycle_due_s is not None

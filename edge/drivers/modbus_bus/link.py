@@ -255,7 +255,8 @@ class ModbusLink:
             raise ModbusExceptionResponseError(f"{where}: exception response code {code} ({name})", code, raw)
         registers = tuple(int(register) for register in response.registers)
         if len(registers) != count:
-            raw = registers_to_bytes(registers)
+            # The frame as it arrived: a response with no registers would otherwise be quarantined as no bytes.
+            raw = self._raw_received() or registers_to_bytes(registers)
             raise ModbusGarbledResponseError(f"{where}: asked for {count} registers, got {len(registers)}", raw)
         return RegisterResponse(registers, registers_to_bytes(registers))
 

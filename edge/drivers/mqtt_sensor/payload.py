@@ -9,6 +9,7 @@ the payload, is the receive time passed in.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -25,7 +26,7 @@ from edge.drivers.json_payload import (
     timestamp_or,
     unix_timestamp,
 )
-from edge.drivers.mqtt_sensor.config import DEVICE_ID_CHARS_MAX, MqttSensorConfig
+from edge.drivers.mqtt_sensor.config import DEVICE_ID_CHARS_MAX, MeasurementMapping, MqttSensorConfig
 from edge.pipeline.reads import SensorReading
 
 __all__ = ["decode_sensor_payload"]
@@ -56,7 +57,7 @@ def decode_sensor_payload(
             continue
         for mapping in config.fields:
             try:
-                raw = require_number(get_path(obj, mapping.path), mapping.path)
+                value = _scaled(require_number(get_path(obj, mapping.path), mapping.path), mapping)
             except FieldError as exc:
                 rejects.append(f"item {index}: {exc}")
                 continue
@@ -64,13 +65,21 @@ def decode_sensor_payload(
                 SensorReading(
                     device_id=device_id,
                     measurement=mapping.measurement,
-                    value=raw * mapping.scale + mapping.offset,
+                    value=value,
                     uom=mapping.uom,
                     seen_at=seen_at,
                     raw_sha256=digest,
                 )
             )
     return Decoded(tuple(readings), (*rejects, *loaded.rejects))
+
+
+def _scaled(raw: float, mapping: MeasurementMapping) -> float:
+    # Finite in, finite scale and offset, and still the product can overflow (1e300 * 1e10): not a reading.
+    value = raw * mapping.scale + mapping.offset
+    if not math.isfinite(value):
+        raise FieldError(f"{mapping.path} {show(raw)} * scale {mapping.scale} + offset {mapping.offset} is not finite")
+    return value
 
 
 def _device_id(obj: Mapping[str, object], config: MqttSensorConfig) -> str:
