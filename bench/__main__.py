@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bench import edge_ingest, modbus_rtu_polls, rfid_portal_ingest, uplink_throughput
+from bench import agent_rss, delivery_latency, edge_ingest, modbus_rtu_polls, rfid_portal_ingest, uplink_throughput
 
 
 def main() -> None:
@@ -16,6 +16,8 @@ def main() -> None:
     asyncio.run(rfid_portal_ingest.run(quick=options.quick))
     asyncio.run(uplink_throughput.run(quick=options.quick))
     asyncio.run(modbus_rtu_polls.run(quick=options.quick))
+    asyncio.run(delivery_latency.run(quick=options.quick))
+    asyncio.run(agent_rss.run(quick=options.quick))
 
 
 if __name__ == "__main__":
