@@ -29,7 +29,7 @@ On-hand per (gtin, biz_location):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tallyport.v1 import events_pb2
@@ -64,11 +64,12 @@ def counted_at(position: PositionRecord) -> tuple[str, str] | None:
     return None
 
 
-def moved_objects(event: events_pb2.Event) -> Iterator[events_pb2.IdentifiedObject]:
+def moved_objects(event: events_pb2.Event) -> Sequence[events_pb2.IdentifiedObject]:
     """The objects whose position the event may change: its objects and an aggregation's parent."""
-    yield from event.objects
+    # A sequence, not a generator: callers walk it several times per event on the ingest path.
     if event.HasField("parent") and event.parent.id:
-        yield event.parent
+        return [*event.objects, event.parent]
+    return event.objects
 
 
 def project(events: Sequence[events_pb2.Event], positions: Mapping[str, PositionRecord]) -> ProjectionChanges:
@@ -79,16 +80,11 @@ def project(events: Sequence[events_pb2.Event], positions: Mapping[str, Position
     quantities: dict[tuple[str, str], float] = {}
     measures: dict[tuple[str, str, str], float] = {}
     for event in events:
-        event_time_us = to_micros(event.event_time)
-        for identified in moved_objects(event):
-            before = working.get(identified.id)
-            after = _position_after(event, identified, event_time_us, before)
-            if before is not None and not _is_newer(after, before):
-                continue
-            working[identified.id] = after
-            changes.positions[identified.id] = after
-            _move_count(counts, counted_at(before) if before else None, counted_at(after))
-        _add_quantities(event, quantities, measures)
+        moved = moved_objects(event)
+        if moved:
+            _move_objects(event, moved, working, changes.positions, counts)
+        if event.quantities:
+            _add_quantities(event, quantities, measures)
     changes.on_hand = _on_hand_deltas(counts, quantities)
     changes.measures = [
         MeasureDelta(gtin, location, uom, quantity) for (gtin, location, uom), quantity in measures.items()
@@ -96,38 +92,48 @@ def project(events: Sequence[events_pb2.Event], positions: Mapping[str, Position
     return changes
 
 
-def _position_after(
+def _move_objects(
     event: events_pb2.Event,
-    identified: events_pb2.IdentifiedObject,
-    event_time_us: int,
-    before: PositionRecord | None,
-) -> PositionRecord:
-    deleted = event.type == events_pb2.EVENT_TYPE_OBJECT and event.action == events_pb2.ACTION_DELETE
-    return PositionRecord(
-        object_id=identified.id,
-        epc_uri=identified.epc_uri or (before.epc_uri if before else ""),
-        epc_hex=identified.epc_hex or (before.epc_hex if before else ""),
-        gtin=identified.gtin or (before.gtin if before else ""),
-        sscc=identified.sscc or (before.sscc if before else ""),
-        biz_location=event.biz_location,
-        read_point_id=event.read_point.id,
-        biz_step=event.biz_step,
-        disposition=event.disposition,
-        in_transit=is_in_transit(event),
-        present=not deleted,
-        event_time_us=event_time_us,
-        event_id=event.event_id,
-        gateway_id=event.gateway_id,
-        seq=event.seq,
-    )
-
-
-def _is_newer(candidate: PositionRecord, current: PositionRecord) -> bool:
-    return (candidate.event_time_us, candidate.gateway_id, candidate.seq) > (
-        current.event_time_us,
-        current.gateway_id,
-        current.seq,
-    )
+    moved: Sequence[events_pb2.IdentifiedObject],
+    working: dict[str, PositionRecord],
+    changed: dict[str, PositionRecord],
+    counts: dict[tuple[str, str], int],
+) -> None:
+    """Move each of `moved` to where `event` saw it, unless a newer event already moved it."""
+    # What the event says is the same for all its objects: read it from the message once.
+    event_time_us = to_micros(event.event_time)
+    gateway_id, seq = event.gateway_id, event.seq
+    order = (event_time_us, gateway_id, seq)
+    biz_location = event.biz_location
+    read_point_id = event.read_point.id
+    biz_step, disposition, event_id = event.biz_step, event.disposition, event.event_id
+    in_transit = is_in_transit(event)
+    present = not (event.type == events_pb2.EVENT_TYPE_OBJECT and event.action == events_pb2.ACTION_DELETE)
+    for identified in moved:
+        object_id = identified.id
+        before = working.get(object_id)
+        if before is not None and order <= (before.event_time_us, before.gateway_id, before.seq):
+            continue  # a late event never moves an item backwards
+        after = PositionRecord(
+            object_id=object_id,
+            epc_uri=identified.epc_uri or (before.epc_uri if before else ""),
+            epc_hex=identified.epc_hex or (before.epc_hex if before else ""),
+            gtin=identified.gtin or (before.gtin if before else ""),
+            sscc=identified.sscc or (before.sscc if before else ""),
+            biz_location=biz_location,
+            read_point_id=read_point_id,
+            biz_step=biz_step,
+            disposition=disposition,
+            in_transit=in_transit,
+            present=present,
+            event_time_us=event_time_us,
+            event_id=event_id,
+            gateway_id=gateway_id,
+            seq=seq,
+        )
+        working[object_id] = after
+        changed[object_id] = after
+        _move_count(counts, counted_at(before) if before else None, counted_at(after))
 
 
 def _move_count(

@@ -3,14 +3,21 @@
 This is the exactly-once half of the uplink: the edge sends at least once, and here
 - an event whose event_id is already stored with the same content (everything but the seq,
   which only says where an outbox put it) is a duplicate and changes nothing;
-- an event whose event_id is already stored with other content, or whose seq is at or below
-  the high-water mark while its event_id was never stored, is a conflict: the first copy is
-  kept, this one is quarantined with the reason and reported as REJECT_CODE_CONFLICT (a forged
-  or corrupted batch, or an outbox restored from a backup; nothing is overwritten silently);
+- an event whose event_id is already stored with other content, or whose seq is already
+  committed (at or below the high-water mark, or inside a committed range) while its event_id
+  was never stored, is a conflict: the first copy is kept, this one is quarantined with the
+  reason and reported as REJECT_CODE_CONFLICT (a forged or corrupted batch, or an outbox
+  restored from a backup; nothing is overwritten silently);
 - an invalid event is quarantined (once per (gateway, outbox, seq)) and counts as handled;
 - the batch's events, its quarantine rows, its projection changes, any gap and the new
-  committed_through_seq commit together, so an Ack always describes committed state;
-- seqs the edge no longer has are recorded as a gap before the high-water mark moves past them.
+  committed_through_seq and committed ranges commit together, so an Ack always describes
+  committed state;
+- seqs the edge no longer has are recorded as a gap before they count as committed: below
+  the Hello's oldest_seq, and between a batch's `follows_seq` and its first seq (without
+  `follows_seq`, between the highest committed seq below the batch and its first seq).
+Committed seqs are the prefix 1..committed_through_seq plus at most `ranges_max` ranges above it
+(`cloud.ingest.seq_ranges`): a batch with `follows_seq` may start above the prefix (fresh events
+sent while a backlog drains) and leaves the seqs between the prefix and it to come later.
 The gRPC side (`cloud.ingest.service`) checks the stream-level rules and talks to the edge.
 """
 
@@ -23,6 +30,7 @@ from google.protobuf.message import DecodeError
 from tallyport.v1 import events_pb2, ingest_pb2
 
 from cloud.errors import ProtocolError
+from cloud.ingest.seq_ranges import add_committed, committed_below, is_committed, uncommitted
 from cloud.ingest.validation import event_time_ahead_problem, validate_event
 from cloud.projections import moved_objects, project
 from cloud.store import (
@@ -60,7 +68,7 @@ class HelloOutcome:
     """The delivery state after a Hello, and what the Hello revealed."""
 
     state: StreamState
-    gap: GapRecord | None
+    gaps: tuple[GapRecord, ...]
     new_outbox: bool
     other_outbox_ids: tuple[str, ...]  # the gateway's other outboxes, when this one is new
 
@@ -80,7 +88,7 @@ class BatchOutcome:
 
     ack: ingest_pb2.Ack
     previous_seq: int  # committed_through_seq before the batch
-    gap: GapRecord | None
+    gaps: tuple[GapRecord, ...]
     quarantined: int  # new quarantine rows (a replayed reject is not quarantined twice)
     stored: tuple[events_pb2.Event, ...] = ()  # the events this batch newly stored, in seq order (post-commit hooks)
 
@@ -99,19 +107,21 @@ async def open_stream(
         if state is None:  # a new outbox starts its seq space at 0
             other_outbox_ids = tuple(await tx.outbox_ids(hello.gateway_id))
             state = StreamState(hello.gateway_id, hello.outbox_id, 0, hello.agent_version, now_us, now_us)
-        gap = None
+        gaps: tuple[GapRecord, ...] = ()
         if hello.oldest_seq > state.committed_through_seq + 1:
-            gap = await _record_gap(tx, state, hello.oldest_seq, GAP_REASON_AT_HELLO, now_us)
-            state = replace(state, committed_through_seq=hello.oldest_seq - 1)
+            gaps = await _record_gaps(tx, state, hello.oldest_seq - 1, GAP_REASON_AT_HELLO, now_us)
+            prefix, ranges = add_committed(state.committed_through_seq, state.committed_ranges, 1, hello.oldest_seq - 1)
+            state = replace(state, committed_through_seq=prefix, committed_ranges=ranges)
         state = replace(state, agent_version=hello.agent_version, last_contact_us=now_us)
         if clock_offset_ms is not None:
             state = replace(state, clock_offset_ms=clock_offset_ms)
         await tx.save_stream_state(state)
-    return HelloOutcome(state, gap, new_outbox, other_outbox_ids)
+    return HelloOutcome(state, gaps, new_outbox, other_outbox_ids)
 
 
 def check_batch_shape(batch: ingest_pb2.EventBatch, max_batch_events: int) -> None:
-    """Raise ProtocolError unless the batch is non-empty, within the limit, and seq-contiguous."""
+    """Raise ProtocolError unless the batch is non-empty, within the limit, seq-contiguous, and any
+    `follows_seq` is below its first seq."""
     count = len(batch.events)
     if count == 0:
         raise ProtocolError(f"batch {batch.batch_id} is empty")
@@ -126,6 +136,10 @@ def check_batch_shape(batch: ingest_pb2.EventBatch, max_batch_events: int) -> No
             )
     if first + count - 1 > SEQ_MAX:
         raise ProtocolError(f"batch {batch.batch_id}: seq {first + count - 1} is above the maximum {SEQ_MAX}")
+    if batch.HasField("follows_seq") and batch.follows_seq >= first:
+        raise ProtocolError(
+            f"batch {batch.batch_id}: follows_seq {batch.follows_seq} must be below its first seq {first}"
+        )
 
 
 def check_events(
@@ -160,10 +174,16 @@ async def commit_batch(
     checked: Sequence[CheckedEvent],
     now_us: int,
     clock_offset_ms: int | None = None,
+    follows_seq: int | None = None,
+    ranges_max: int = 0,
 ) -> BatchOutcome:
-    """Store, quarantine and project one batch and move the high-water mark, all in one transaction.
+    """Store, quarantine and project one batch and record its seqs as committed, all in one transaction.
 
     `clock_offset_ms`, when given, replaces the stream's recorded gateway clock offset.
+    `follows_seq` (EventBatch.follows_seq, below the first seq): the seqs between it and the batch
+    are gone at the edge; None: the batch follows the highest committed seq below it. Raise
+    ProtocolError, committing nothing, when the batch would leave more than `ranges_max` committed
+    ranges above the prefix.
     """
     assert checked, "check_batch_shape refuses empty batches"
     first_seq, last_seq = checked[0].event.seq, checked[-1].event.seq
@@ -172,14 +192,20 @@ async def commit_batch(
         state = await tx.stream_state(gateway_id, outbox_id)
         if state is None:  # the Hello created it; only a hand-edited database lacks it
             state = StreamState(gateway_id, outbox_id, 0, "", now_us, now_us)
-        gap = None
-        if first_seq > state.committed_through_seq + 1:
-            gap = await _record_gap(tx, state, first_seq, GAP_REASON_BETWEEN_BATCHES, now_us)
-        # A seq at or below the high-water mark was handled before: it may only be a replay.
-        above = [item for item in valid if item.event.seq > state.committed_through_seq]
+        prefix, ranges = state.committed_through_seq, state.committed_ranges
+        follows = committed_below(first_seq, prefix, ranges) if follows_seq is None else follows_seq
+        new_prefix, new_ranges = add_committed(prefix, ranges, follows + 1, last_seq)
+        if len(new_ranges) > ranges_max:
+            raise ProtocolError(
+                f"batch seqs {first_seq}..{last_seq} (after {follows}) would leave {len(new_ranges)} committed "
+                f"ranges above seq {new_prefix}; the limit is {ranges_max} (Welcome.max_committed_ranges)"
+            )
+        gaps = await _record_gaps(tx, state, first_seq - 1, GAP_REASON_BETWEEN_BATCHES, now_us, low=follows + 1)
+        # A seq already committed was handled before: it may only be a replay.
+        above = [item for item in valid if not is_committed(item.event.seq, prefix, ranges)]
         inserted = await tx.insert_events([_stored(item, outbox_id, now_us) for item in above])
         kept = await tx.stored_payloads({item.event.event_id for item in valid} - inserted)
-        sorted_out = _sort_out(valid, inserted, kept, outbox_id, state.committed_through_seq)
+        sorted_out = _sort_out(valid, inserted, kept, outbox_id, prefix)
         rejected = sorted(
             [item for item in checked if item.reject is not None] + sorted_out.conflicts,
             key=lambda item: item.event.seq,
@@ -188,11 +214,11 @@ async def commit_batch(
         fresh = sorted_out.fresh
         if fresh:
             await _apply_projections(tx, fresh)
-        new_seq = max(state.committed_through_seq, last_seq)
         await tx.save_stream_state(
             replace(
                 state,
-                committed_through_seq=new_seq,
+                committed_through_seq=new_prefix,
+                committed_ranges=new_ranges,
                 last_contact_us=now_us,
                 events_stored=state.events_stored + len(fresh),
                 duplicates=state.duplicates + sorted_out.duplicates,
@@ -203,18 +229,26 @@ async def commit_batch(
         )
     ack = ingest_pb2.Ack(
         batch_id=batch_id,
-        committed_through_seq=new_seq,
+        committed_through_seq=new_prefix,
         accepted=len(fresh),
         duplicates=sorted_out.duplicates,
         rejects=[item.reject for item in rejected if item.reject is not None],
+        committed_ranges=[ingest_pb2.SeqRange(first_seq=first, last_seq=last) for first, last in new_ranges],
     )
-    return BatchOutcome(ack, state.committed_through_seq, gap, quarantined, tuple(fresh))
+    return BatchOutcome(ack, prefix, gaps, quarantined, tuple(fresh))
 
 
-async def _record_gap(tx: IngestTransaction, state: StreamState, next_seq: int, reason: str, now_us: int) -> GapRecord:
-    gap = GapRecord(state.gateway_id, state.outbox_id, state.committed_through_seq + 1, next_seq - 1, reason, now_us)
-    await tx.record_gap(gap)
-    return gap
+async def _record_gaps(
+    tx: IngestTransaction, state: StreamState, high: int, reason: str, now_us: int, low: int = 1
+) -> tuple[GapRecord, ...]:
+    """Record the seqs in low..high that are not committed as gaps (the edge no longer has them)."""
+    gaps = tuple(
+        GapRecord(state.gateway_id, state.outbox_id, first, last, reason, now_us)
+        for first, last in uncommitted(low, high, state.committed_through_seq, state.committed_ranges)
+    )
+    for gap in gaps:
+        await tx.record_gap(gap)
+    return gaps
 
 
 @dataclass(slots=True)
@@ -238,8 +272,9 @@ def _sort_out(
             continue
         kept_payload = first_copies.get(event.event_id, kept.get(event.event_id))
         if kept_payload is None:
+            where = f"through {committed_seq}" if event.seq <= committed_seq else "in a committed range"
             reason = (
-                f"seq {event.seq} of outbox {outbox_id!r} was already committed (through {committed_seq}) "
+                f"seq {event.seq} of outbox {outbox_id!r} was already committed ({where}) "
                 f"and event_id {event.event_id!r} was never stored: the seq cannot hold a new event"
             )
         elif _same_content(kept_payload, item):

@@ -1,10 +1,16 @@
 """`IngestService.Stream`: the cloud's side of the uplink, one bidirectional stream per gateway.
 
     edge  ── Hello{gateway_id, outbox_id, oldest_seq} ──▶  cloud   (first message, within 30 s)
-    edge  ◀── Welcome{resume_after_seq, limits} ──────────  cloud
-    edge  ── EventBatch{batch_id, events} ──────────────▶  cloud   (seq-contiguous, ascending)
-    edge  ◀── Ack{batch_id, committed_through_seq, ...} ─  cloud   (after the commit, in order)
+    edge  ◀── Welcome{resume_after_seq, committed_ranges, limits} ── cloud
+    edge  ── EventBatch{batch_id, events, follows_seq} ──▶  cloud   (each seq-contiguous, ascending)
+    edge  ◀── Ack{batch_id, committed_through_seq, committed_ranges, ...} ── cloud (after the commit, in order)
     edge  ── GatewayStatus{alarms} ─────────────────────▶  cloud   (optional, any time; stored, not acked)
+
+The Welcome says `accepts_ranges`: batches with `follows_seq` may start above the committed prefix
+(fresh events sent while a backlog drains), and the cloud keeps at most `COMMITTED_RANGES_MAX`
+committed ranges above the prefix per outbox (`cloud.ingest.commit`, `cloud.ingest.seq_ranges`);
+a batch that would make more breaks the protocol. It also says `batch_bytes_max`, the largest
+batch the server's message limit leaves room for.
 
 The Hello's (and each batch's) `gateway_time` gives the gateway's clock offset (cloud time
 minus gateway time, the smallest of the stream's last samples, since transit delay only adds
@@ -60,11 +66,24 @@ from cloud.ingest.registry import StreamRegistry, StreamTicket
 from cloud.store import Store
 from cloud.timestamps import Clock, system_clock_us, to_micros
 
-__all__ = ["HELLO_TIMEOUT_S", "ON_COMMIT_TIMEOUT_S", "IngestService", "OnCommit"]
+__all__ = [
+    "BATCH_BYTES_HEADROOM_MAX",
+    "COMMITTED_RANGES_MAX",
+    "HELLO_TIMEOUT_S",
+    "ON_COMMIT_TIMEOUT_S",
+    "IngestService",
+    "OnCommit",
+]
 
 log = logging.getLogger(__name__)
 
 HELLO_TIMEOUT_S = 30.0
+# Committed seq ranges kept above the prefix per outbox: the edge's live tail is one moving range,
+# a reconnect during a drain may start another; a few more leave slack for ranges not yet merged.
+COMMITTED_RANGES_MAX = 8
+# What Welcome.batch_bytes_max leaves below the message limit for the batch's own fields and framing
+# (at most this, and at most 1/16 of the limit).
+BATCH_BYTES_HEADROOM_MAX = 64 * 1024
 # How long a new stream waits for the stream it superseded to finish its current batch.
 SUPERSEDE_WAIT_S = 5.0
 GATEWAY_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -169,6 +188,13 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):
                     max_batch_events=self._limits.max_batch_events,
                     max_unacked_batches=self._limits.max_unacked_batches,
                     accepts_status=True,
+                    accepts_ranges=True,
+                    committed_ranges=[
+                        ingest_pb2.SeqRange(first_seq=first, last_seq=last)
+                        for first, last in opened.state.committed_ranges
+                    ],
+                    max_committed_ranges=COMMITTED_RANGES_MAX,
+                    batch_bytes_max=_batch_bytes_max(self._limits.max_message_bytes),
                 )
             )
             async with aclosing(_batches(messages, ticket)) as batches:
@@ -248,6 +274,8 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):
             checked,
             now_us,
             clock_offset.estimate_ms,
+            follows_seq=batch.follows_seq if batch.HasField("follows_seq") else None,
+            ranges_max=COMMITTED_RANGES_MAX,
         )
         fields = {
             "gateway_id": hello.gateway_id,
@@ -258,14 +286,10 @@ class IngestService(ingest_pb2_grpc.IngestServiceServicer):
         }
         if self._on_commit is not None and outcome.stored:
             await self._after_commit(outcome.stored, fields)
-        if outcome.gap is not None:
+        for gap in outcome.gaps:
             log.warning(
                 "seqs missing between batches; recorded as a gap",
-                extra={
-                    **fields,
-                    "gap_first_seq": outcome.gap.first_seq,
-                    "gap_last_seq": outcome.gap.last_seq,
-                },
+                extra={**fields, "gap_first_seq": gap.first_seq, "gap_last_seq": gap.last_seq},
             )
         if outcome.ack.rejects:
             log.warning(
@@ -312,6 +336,11 @@ async def _read_hello(messages: Messages, context: Context) -> ingest_pb2.Hello:
         log.warning("refused a Hello", extra={"peer": context.peer(), "error": problem})
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
     return first.hello
+
+
+def _batch_bytes_max(max_message_bytes: int) -> int:
+    """The largest batch of events a message of `max_message_bytes` holds with room for the rest."""
+    return max_message_bytes - min(BATCH_BYTES_HEADROOM_MAX, max_message_bytes // 16)
 
 
 def _hello_problem(hello: ingest_pb2.Hello) -> str | None:
@@ -418,10 +447,10 @@ def _log_hello(hello: ingest_pb2.Hello, opened: HelloOutcome, fields: dict[str, 
         )
     elif opened.new_outbox:
         log.info("first contact with gateway", extra=fields)
-    if opened.gap is not None:
+    for gap in opened.gaps:
         log.warning(
             "seqs not in the edge outbox at hello; recorded as a gap",
-            extra={**fields, "gap_first_seq": opened.gap.first_seq, "gap_last_seq": opened.gap.last_seq},
+            extra={**fields, "gap_first_seq": gap.first_seq, "gap_last_seq": gap.last_seq},
         )
     log.info(
         "gateway connected",

@@ -30,7 +30,6 @@ than the bound (the default is 2 h: ±1 h of skew passes) changes nothing.
 from __future__ import annotations
 
 import math
-import re
 
 from tallyport.v1 import events_pb2
 
@@ -45,9 +44,14 @@ NANOS_PER_SECOND = 1_000_000_000
 # Values quoted in a reason are cut so a hostile 4 MB string cannot bloat an Ack.
 QUOTED_VALUE_LENGTH_MAX = 64
 
-_GTIN_PATTERN = re.compile(r"[0-9]{14}")  # [0-9], not \d: \d also matches non-ASCII digits
-_SSCC_PATTERN = re.compile(r"[0-9]{18}")
-_EPC_HEX_PATTERN = re.compile(r"[0-9A-F]+")
+GTIN_LENGTH = 14
+SSCC_LENGTH = 18
+_UPPER_CASE_HEX_DIGITS = "0123456789ABCDEF"
+# What the digits' ASCII offset (48 each) adds to a key's weighted sum, modulo 10, by key length:
+# from the rightmost, (length + 1) // 2 digits weigh 1 and length // 2 weigh 3.
+_ASCII_WEIGHTED_SUM_MOD_10 = {
+    length: 48 * ((length + 1) // 2 + 3 * (length // 2)) % 10 for length in (GTIN_LENGTH, SSCC_LENGTH)
+}
 
 _KNOWN_TYPES = frozenset(events_pb2.EventType.values()) - {events_pb2.EVENT_TYPE_UNSPECIFIED}
 _KNOWN_ACTIONS = frozenset(events_pb2.Action.values()) - {events_pb2.ACTION_UNSPECIFIED}
@@ -64,11 +68,8 @@ def gs1_check_digit(data_digits: str) -> int:
 
 def validate_event(event: events_pb2.Event, gateway_id: str) -> str | None:
     """Why `event` breaks the contract for a stream of `gateway_id`, or None when it is valid."""
-    for check in (_check_envelope, _check_time, _check_vocabulary, _check_content):
-        reason = check(event, gateway_id)
-        if reason is not None:
-            return reason
-    return None
+    # Every reason is a non-empty string, so `or` stops at the first one, in the documented order.
+    return _check_envelope(event, gateway_id) or _check_time(event) or _check_vocabulary(event) or _check_content(event)
 
 
 def event_time_ahead_problem(event: events_pb2.Event, now_us: int, ahead_max_ms: int) -> str | None:
@@ -107,23 +108,22 @@ def _check_envelope(event: events_pb2.Event, gateway_id: str) -> str | None:
     return None
 
 
-def _check_time(event: events_pb2.Event, gateway_id: str) -> str | None:
+def _check_time(event: events_pb2.Event) -> str | None:
     if not event.HasField("event_time"):
         return "event_time is not set"
-    seconds, nanos = event.event_time.seconds, event.event_time.nanos
+    event_time = event.event_time
+    seconds, nanos = event_time.seconds, event_time.nanos
     if not 0 <= nanos < NANOS_PER_SECOND:
         return f"event_time.nanos {nanos} is outside 0..999999999"
     if not EVENT_TIME_SECONDS_MIN <= seconds < EVENT_TIME_SECONDS_END:
         return f"event_time {seconds} s since the epoch is outside the years 2000-2100"
-    if abs(event.event_time_offset_minutes) > EVENT_TIME_OFFSET_MINUTES_MAX:
-        return (
-            f"event_time_offset_minutes {event.event_time_offset_minutes} is beyond "
-            f"±{EVENT_TIME_OFFSET_MINUTES_MAX} (±14 h)"
-        )
+    offset_minutes = event.event_time_offset_minutes
+    if abs(offset_minutes) > EVENT_TIME_OFFSET_MINUTES_MAX:
+        return f"event_time_offset_minutes {offset_minutes} is beyond ±{EVENT_TIME_OFFSET_MINUTES_MAX} (±14 h)"
     return None
 
 
-def _check_vocabulary(event: events_pb2.Event, gateway_id: str) -> str | None:
+def _check_vocabulary(event: events_pb2.Event) -> str | None:
     if event.type not in _KNOWN_TYPES:
         return f"type {event.type} is unspecified or unknown"
     if event.action not in _KNOWN_ACTIONS:
@@ -135,65 +135,82 @@ def _check_vocabulary(event: events_pb2.Event, gateway_id: str) -> str | None:
     return None
 
 
-def _check_content(event: events_pb2.Event, gateway_id: str) -> str | None:
-    if event.type == events_pb2.EVENT_TYPE_OBJECT and not (event.objects or event.quantities or event.sensor_reports):
+def _check_content(event: events_pb2.Event) -> str | None:
+    objects, quantities, reports = event.objects, event.quantities, event.sensor_reports
+    event_type = event.type
+    if event_type == events_pb2.EVENT_TYPE_OBJECT and not (objects or quantities or reports):
         return "an OBJECT event needs at least one object, quantity or sensor report"
-    has_parent = event.HasField("parent")
+    parent = event.parent if event.HasField("parent") else None
     if (
-        event.type == events_pb2.EVENT_TYPE_AGGREGATION
+        event_type == events_pb2.EVENT_TYPE_AGGREGATION
         and event.action in (events_pb2.ACTION_ADD, events_pb2.ACTION_OBSERVE)
-        and not (has_parent and event.parent.id)
+        and not (parent is not None and parent.id)
     ):
         return "an AGGREGATION event with action ADD or OBSERVE needs parent.id"
-    for index, identified in enumerate(event.objects):
-        reason = _check_object(identified, f"objects[{index}]")
+    # The helpers return the reason without its "where": a valid event builds no "objects[i]" string.
+    for index, identified in enumerate(objects):
+        reason = _object_problem(identified)
         if reason is not None:
-            return reason
-    if has_parent:
-        reason = _check_object(event.parent, "parent")
+            return f"objects[{index}]{reason}"
+    if parent is not None:
+        reason = _object_problem(parent)
         if reason is not None:
-            return reason
-    for index, quantity in enumerate(event.quantities):
-        reason = _check_quantity(quantity, f"quantities[{index}]")
-        if reason is not None:
-            return reason
-    for index, report in enumerate(event.sensor_reports):
-        if not math.isfinite(report.value):
-            return f"sensor_reports[{index}].value {report.value} is not a finite number"
+            return f"parent{reason}"
+    # Walking even an empty repeated field costs an iterator: most events carry only objects.
+    if quantities:
+        for index, quantity in enumerate(quantities):
+            reason = _quantity_problem(quantity)
+            if reason is not None:
+                return f"quantities[{index}]{reason}"
+    if reports:
+        for index, report in enumerate(reports):
+            if not math.isfinite(report.value):
+                return f"sensor_reports[{index}].value {report.value} is not a finite number"
     return None
 
 
-def _check_object(identified: events_pb2.IdentifiedObject, where: str) -> str | None:
+def _object_problem(identified: events_pb2.IdentifiedObject) -> str | None:
+    """What is wrong with an object, starting at the field (".gtin ..."), or None."""
     if not identified.id:
-        return f"{where}.id is empty"
-    if identified.gtin:
-        reason = _check_gs1_key(identified.gtin, _GTIN_PATTERN, 14)
+        return ".id is empty"
+    gtin = identified.gtin
+    if gtin:
+        reason = _gs1_key_problem(gtin, GTIN_LENGTH)
         if reason is not None:
-            return f"{where}.gtin {_quote(identified.gtin)}: {reason}"
-    if identified.sscc:
-        reason = _check_gs1_key(identified.sscc, _SSCC_PATTERN, 18)
+            return f".gtin {_quote(gtin)}: {reason}"
+    sscc = identified.sscc
+    if sscc:
+        reason = _gs1_key_problem(sscc, SSCC_LENGTH)
         if reason is not None:
-            return f"{where}.sscc {_quote(identified.sscc)}: {reason}"
-    if identified.epc_hex and _EPC_HEX_PATTERN.fullmatch(identified.epc_hex) is None:
-        return f"{where}.epc_hex {_quote(identified.epc_hex)}: expected upper-case hex digits"
+            return f".sscc {_quote(sscc)}: {reason}"
+    epc_hex = identified.epc_hex
+    # Stripping every upper-case hex digit from both ends leaves nothing only if there was nothing else.
+    if epc_hex and epc_hex.strip(_UPPER_CASE_HEX_DIGITS):
+        return f".epc_hex {_quote(epc_hex)}: expected upper-case hex digits"
     return None
 
 
-def _check_quantity(quantity: events_pb2.QuantityElement, where: str) -> str | None:
-    if not quantity.gtin:
-        return f"{where}.gtin is empty"
-    reason = _check_gs1_key(quantity.gtin, _GTIN_PATTERN, 14)
+def _quantity_problem(quantity: events_pb2.QuantityElement) -> str | None:
+    """What is wrong with a quantity element, starting at the field (".gtin ..."), or None."""
+    gtin = quantity.gtin
+    if not gtin:
+        return ".gtin is empty"
+    reason = _gs1_key_problem(gtin, GTIN_LENGTH)
     if reason is not None:
-        return f"{where}.gtin {_quote(quantity.gtin)}: {reason}"
-    if not math.isfinite(quantity.quantity) or quantity.quantity < 0:
-        return f"{where}.quantity {quantity.quantity} is not a finite number >= 0"
+        return f".gtin {_quote(gtin)}: {reason}"
+    value = quantity.quantity
+    if not math.isfinite(value) or value < 0:
+        return f".quantity {value} is not a finite number >= 0"
     return None
 
 
-def _check_gs1_key(key: str, pattern: re.Pattern[str], length: int) -> str | None:
-    if pattern.fullmatch(key) is None:
+def _gs1_key_problem(key: str, length: int) -> str | None:
+    # isascii() first: str.isdigit() alone also accepts non-ASCII digits such as '٣'.
+    if len(key) != length or not (key.isascii() and key.isdigit()):
         return f"expected {length} digits"
-    expected = gs1_check_digit(key[:-1])
-    if int(key[-1]) != expected:
-        return f"check digit should be {expected}"
+    # Weights 1 (the check digit), 3, 1, 3... from the rightmost: a valid key sums to a multiple
+    # of 10. Summing the ASCII codes in C (bytes slices) adds 48 per digit, known in advance.
+    codes = key.encode("ascii")
+    if (3 * sum(codes[-2::-2]) + sum(codes[-1::-2])) % 10 != _ASCII_WEIGHTED_SUM_MOD_10[length]:
+        return f"check digit should be {gs1_check_digit(key[:-1])}"
     return None

@@ -23,6 +23,7 @@ from cloud.store.records import (
     OnHandRecord,
     PositionRecord,
     QuarantineRecord,
+    SeqRanges,
     StoredEvent,
     StreamState,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "OnHandRecord",
     "PositionRecord",
     "QuarantineRecord",
+    "SeqRanges",
     "Sql",
     "Store",
     "StoredEvent",
@@ -118,8 +120,16 @@ class Store(Protocol):
         """A position by object id, else by EPC URI, else by EPC hex."""
         ...
 
-    async def list_on_hand(self, gtin: str = "", biz_location: str = "", limit: int = 50_000) -> list[OnHandRecord]:
-        """On-hand rows with a non-zero count or class quantity, at most `limit`; empty filters match all."""
+    async def list_on_hand(
+        self, gtin: str = "", biz_location: str = "", limit: int = 50_000, after: tuple[str, str] | None = None
+    ) -> list[OnHandRecord]:
+        """On-hand rows with a non-zero count or class quantity, by (gtin, biz_location), at most `limit`.
+
+        Empty filters match all; `after` is the (gtin, biz_location) of the last row already
+        read, for keyset paging. A caller that must see every row pages, or asks for one more
+        than it accepts and refuses the answer when that many come back: `limit` truncates
+        silently.
+        """
         ...
 
     async def list_events(self, query: EventQuery) -> list[StoredEvent]:

@@ -346,6 +346,11 @@ _PG_V6_CLOCK_OFFSET = """
 ALTER TABLE gateway_streams ADD COLUMN clock_offset_ms bigint;
 """
 
+# As the SQLite store's migration 7: seq ranges committed above committed_through_seq, "first-last,...".
+_PG_V7_COMMITTED_RANGES = """
+ALTER TABLE gateway_streams ADD COLUMN committed_ranges text COLLATE "C" NOT NULL DEFAULT '';
+"""
+
 # Index i holds (description, script) taking the schema from version i to i + 1.
 MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("tables of schema version 1, as in the SQLite store", _V1),
@@ -354,5 +359,6 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("reconciliation: cycle counts, snapshots, drifts", _PG_V4_RECONCILIATION),
     ("gateway alarms", _PG_V5_GATEWAY_ALARMS),
     ("gateway_streams.clock_offset_ms", _PG_V6_CLOCK_OFFSET),
+    ("gateway_streams.committed_ranges", _PG_V7_COMMITTED_RANGES),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

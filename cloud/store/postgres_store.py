@@ -61,6 +61,7 @@ import math
 import re
 from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from typing import Any, LiteralString
 
 import psycopg
@@ -84,6 +85,8 @@ from cloud.store.records import (
     QuarantineRecord,
     StoredEvent,
     StreamState,
+    seq_ranges_from_text,
+    seq_ranges_to_text,
 )
 from cloud.store.sql import Dialect, to_postgres_placeholders
 
@@ -128,7 +131,7 @@ _EVENT_COLUMNS = "event_id, gateway_id, outbox_id, seq, event_time_us, biz_locat
 _EVENT_TYPES = "text[], text[], text[], bigint[], bigint[], text[], integer[], bigint[], bytea[]"
 _STREAM_COLUMNS = (
     "gateway_id, outbox_id, committed_through_seq, agent_version, first_contact_us, last_contact_us, "
-    "events_stored, duplicates, rejects, batches, clock_offset_ms"
+    "events_stored, duplicates, rejects, batches, clock_offset_ms, committed_ranges"
 )
 
 
@@ -140,6 +143,11 @@ def _unnest(types: str) -> str:
     7,600 events/s with this alone.
     """
     return "unnest(" + ", ".join(f"%b::{name.strip()}" for name in types.split(",")) + ")"
+
+
+def _stream_from_row(row: Sequence[Any]) -> StreamState:
+    # The last column is committed_ranges, kept as text.
+    return replace(StreamState(*row[:-1]), committed_ranges=seq_ranges_from_text(row[-1]))
 
 
 def _text(value: str) -> str:
@@ -382,15 +390,29 @@ class PostgresStore:
         )
         return _position_from_row(rows[0]) if rows else None
 
-    async def list_on_hand(self, gtin: str = "", biz_location: str = "", limit: int = 50_000) -> list[OnHandRecord]:
-        """Rows with a non-zero count or class quantity, by GTIN then location; at most `limit`."""
+    async def list_on_hand(
+        self, gtin: str = "", biz_location: str = "", limit: int = 50_000, after: tuple[str, str] | None = None
+    ) -> list[OnHandRecord]:
+        """Rows with a non-zero count or class quantity, by GTIN then location, after `after`; at most `limit`."""
+        parameters: dict[str, Any] = {
+            "gtin": _text(gtin),
+            "location": _text(biz_location),
+            "epsilon": QUANTITY_EPSILON,
+            "limit": limit,
+        }
+        keyset = ""
+        if after is not None:
+            # A row comparison in the columns' "C" collation: the same order as ORDER BY and the
+            # primary key, so each page is an index range.
+            keyset = "AND (gtin, biz_location) > (%(after_gtin)s, %(after_location)s) "
+            parameters.update(after_gtin=_text(after[0]), after_location=_text(after[1]))
         rows = await self._fetch(
             "list on-hand",
             "SELECT gtin, biz_location, serialized_count, class_quantity FROM on_hand "
             "WHERE (%(gtin)s = '' OR gtin = %(gtin)s) AND (%(location)s = '' OR biz_location = %(location)s) "
-            "AND (serialized_count <> 0 OR abs(class_quantity) > %(epsilon)s) "
+            f"AND (serialized_count <> 0 OR abs(class_quantity) > %(epsilon)s) {keyset}"
             "ORDER BY gtin, biz_location LIMIT %(limit)s",
-            {"gtin": _text(gtin), "location": _text(biz_location), "epsilon": QUANTITY_EPSILON, "limit": limit},
+            parameters,
         )
         return [OnHandRecord(row[0], row[1], row[2], row[3]) for row in rows]
 
@@ -460,36 +482,43 @@ class PostgresStore:
             gaps.setdefault((row[0], row[1]), []).append(GapRecord(*row))
         return [
             GatewayRecord(state, tuple(gaps.get((state.gateway_id, state.outbox_id), ())))
-            for state in (StreamState(*row) for row in streams)
+            for state in map(_stream_from_row, streams)
         ]
 
 
 class _PostgresSql:
-    """`cloud.store.sql.Sql` on one pooled connection; `?` placeholders become psycopg's."""
+    """`cloud.store.sql.Sql` on one pooled connection; `?` placeholders become psycopg's.
+
+    String parameters go through `_text` as on the ingest path: a NUL that reached us in an
+    event or a gateway's status is stored as U+FFFD instead of failing the whole transaction."""
 
     dialect: Dialect = "postgres"
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
+    @staticmethod
+    def _clean(parameters: Sequence[object]) -> list[object]:
+        return [_text(value) if isinstance(value, str) else value for value in parameters]
+
     async def execute(self, statement: str, parameters: Sequence[object] = ()) -> int:
         with _pg_errors("execute a statement"):
-            cursor = await self._connection.execute(_portable(statement), parameters)
+            cursor = await self._connection.execute(_portable(statement), self._clean(parameters))
             return max(cursor.rowcount, 0)
 
     async def execute_many(self, statement: str, rows: Iterable[Sequence[object]]) -> None:
         with _pg_errors("execute a statement"):
             async with self._connection.cursor() as cursor:
-                await cursor.executemany(_portable(statement), list(rows))
+                await cursor.executemany(_portable(statement), [self._clean(row) for row in rows])
 
     async def fetch_all(self, statement: str, parameters: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with _pg_errors("run a query"):
-            cursor = await self._connection.execute(_portable(statement), parameters)
+            cursor = await self._connection.execute(_portable(statement), self._clean(parameters))
             return [tuple(row) for row in await cursor.fetchall()]
 
     async def fetch_one(self, statement: str, parameters: Sequence[object] = ()) -> tuple[Any, ...] | None:
         with _pg_errors("run a query"):
-            cursor = await self._connection.execute(_portable(statement), parameters)
+            cursor = await self._connection.execute(_portable(statement), self._clean(parameters))
             row = await cursor.fetchone()
         return None if row is None else tuple(row)
 
@@ -525,7 +554,7 @@ class _PostgresIngestTransaction:
             f"SELECT {_STREAM_COLUMNS} FROM gateway_streams WHERE gateway_id = %s AND outbox_id = %s FOR UPDATE",
             (_text(gateway_id), _text(outbox_id)),
         )
-        return StreamState(*rows[0]) if rows else None
+        return _stream_from_row(rows[0]) if rows else None
 
     async def stream_state(self, gateway_id: str, outbox_id: str) -> StreamState | None:
         """The stream's row, locked until this transaction ends (see the module docstring)."""
@@ -552,12 +581,13 @@ class _PostgresIngestTransaction:
     async def save_stream_state(self, state: StreamState) -> None:
         await self._execute(
             "save the stream state",
-            f"INSERT INTO gateway_streams ({_STREAM_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            f"INSERT INTO gateway_streams ({_STREAM_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (gateway_id, outbox_id) DO UPDATE SET "
             "committed_through_seq = excluded.committed_through_seq, agent_version = excluded.agent_version, "
             "first_contact_us = excluded.first_contact_us, last_contact_us = excluded.last_contact_us, "
             "events_stored = excluded.events_stored, duplicates = excluded.duplicates, "
-            "rejects = excluded.rejects, batches = excluded.batches, clock_offset_ms = excluded.clock_offset_ms",
+            "rejects = excluded.rejects, batches = excluded.batches, clock_offset_ms = excluded.clock_offset_ms, "
+            "committed_ranges = excluded.committed_ranges",
             (
                 _text(state.gateway_id),
                 _text(state.outbox_id),
@@ -570,6 +600,7 @@ class _PostgresIngestTransaction:
                 state.rejects,
                 state.batches,
                 state.clock_offset_ms,
+                seq_ranges_to_text(state.committed_ranges),
             ),
         )
 

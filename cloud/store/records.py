@@ -17,9 +17,15 @@ __all__ = [
     "OnHandRecord",
     "PositionRecord",
     "QuarantineRecord",
+    "SeqRanges",
     "StoredEvent",
     "StreamState",
+    "seq_ranges_from_text",
+    "seq_ranges_to_text",
 ]
+
+# Inclusive (first_seq, last_seq) pairs, ascending and disjoint.
+SeqRanges = tuple[tuple[int, int], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,9 @@ class StreamState:
     batches: int = 0
     # Cloud time minus gateway time in ms, as last measured on this outbox's stream; None: never measured.
     clock_offset_ms: int | None = None
+    # Seq ranges committed above committed_through_seq, ascending, neither touching it nor each other
+    # (`cloud.ingest.commit`); kept in the row as text (`seq_ranges_to_text`).
+    committed_ranges: SeqRanges = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,3 +175,19 @@ class EventQuery:
     since_us: int | None = None  # event_time >= since
     until_us: int | None = None  # event_time < until
     before: tuple[int, str] | None = None  # (event_time_us, event_id) of the last row already returned
+
+
+def seq_ranges_to_text(ranges: SeqRanges) -> str:
+    """The column form of committed ranges: "first-last,first-last" ("" for none)."""
+    return ",".join(f"{first}-{last}" for first, last in ranges)
+
+
+def seq_ranges_from_text(text: str | None) -> SeqRanges:
+    """Committed ranges from their column form; NULL or "" is none."""
+    if not text:
+        return ()
+    ranges = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        ranges.append((int(first), int(last)))
+    return tuple(ranges)

@@ -6,7 +6,8 @@ Never edit a shipped migration: append a new one.
 
 Tables (times are integer microseconds since the epoch, UTC; enums are protobuf numbers):
 - gateway_streams: delivery state per (gateway_id, outbox_id): committed_through_seq, contacts, counters,
-                   the gateway's measured clock offset (migration 6)
+                   the gateway's measured clock offset (migration 6), the seq ranges committed above
+                   committed_through_seq as "first-last,..." text (migration 7)
 - gaps:            seq ranges that will never arrive, with the reason
 - events:          every valid event once (event_id is the key), filter columns + payload
 - event_objects:   (event_id, object_id, gtin) for the object and GTIN filters of ListEvents
@@ -367,6 +368,11 @@ _V6_CLOCK_OFFSET = """
 ALTER TABLE gateway_streams ADD COLUMN clock_offset_ms INTEGER;
 """
 
+# Seq ranges committed above committed_through_seq (out-of-order uplink batches): "first-last,...".
+_V7_COMMITTED_RANGES = """
+ALTER TABLE gateway_streams ADD COLUMN committed_ranges TEXT NOT NULL DEFAULT '';
+"""
+
 # Index i holds the script that takes user_version i to i + 1.
 MIGRATIONS: tuple[str, ...] = (
     _V1,
@@ -375,5 +381,6 @@ MIGRATIONS: tuple[str, ...] = (
     _V4_RECONCILIATION,
     _V5_GATEWAY_ALARMS,
     _V6_CLOCK_OFFSET,
+    _V7_COMMITTED_RANGES,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

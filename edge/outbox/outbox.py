@@ -26,7 +26,8 @@ readable row moves to a fresh outbox (a new outbox_id), the damaged file is kept
 Group commit: appenders put their event on a bounded queue and wait; one writer task takes everything
 queued, assigns each event its `seq` (the integer primary key, monotonic per outbox) and its `event_id`
 (a time-ordered UUIDv7, fixed here once and for all), and commits the group in one transaction. Rows
-leave only through `delete_through(seq)`, which the uplink calls with the cloud's acknowledged seq.
+leave only through `delete_through(seq)` and `delete_committed(seq, ranges)`, which the uplink calls with what
+the cloud acknowledged as committed (its contiguous seq and the committed ranges above it).
 """
 
 from __future__ import annotations
@@ -468,10 +469,20 @@ class Outbox:
 
     # -- reading and acknowledging ---------------------------------------------------------------
 
-    async def read_after(self, seq: int, limit: int) -> list[tuple[int, bytes]]:
-        """Up to `limit` (seq, serialized Event) rows with seq > `seq`, ascending."""
-        rows = await self._fetch("SELECT seq, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
+    async def read_after(self, seq: int, limit: int, before: int | None = None) -> list[tuple[int, bytes]]:
+        """Up to `limit` (seq, serialized Event) rows with seq > `seq` (and < `before`, if given), ascending."""
+        if before is None:
+            rows = await self._fetch("SELECT seq, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit))
+        else:
+            rows = await self._fetch(
+                "SELECT seq, payload FROM outbox WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?", (seq, before, limit)
+            )
         return [(int(row[0]), bytes(row[1])) for row in rows]
+
+    @property
+    def newest_seq(self) -> int:
+        """The highest seq committed so far (0 before the first), whether or not it is still held."""
+        return self._next_seq - 1
 
     async def delete_through(self, seq: int) -> int:
         """Delete every event with seq <= `seq` (the cloud has committed them); return how many."""
@@ -480,9 +491,35 @@ class Outbox:
                 cursor = await self._db.execute("DELETE FROM outbox WHERE seq <= ?", (seq,))
         except sqlite3.Error as exc:
             raise OutboxError(f"outbox {self.path}: delete failed: {exc}") from exc
-        if self.full and cursor.rowcount:
-            await self.check_capacity()
+        # Near the cap too, not only when full: on a site gone quiet after the drain no commit comes to
+        # clear `outbox_near_cap` / `outbox_shedding`, so the delete that drains the outbox must.
+        if (self.full or self._near_cap) and cursor.rowcount:
+            try:
+                await self.check_capacity()
+            except OutboxError:
+                # The delete is done; a failed measure or shed (a full disk) must not fail the ack.
+                log.exception("outbox capacity check failed", extra={"path": str(self.path)})
         return cursor.rowcount
+
+    async def delete_committed(self, through_seq: int, ranges: Sequence[tuple[int, int]]) -> int:
+        """Delete every event with seq <= `through_seq` or in one of the inclusive (first, last) `ranges`
+        (the cloud has committed them), in one statement; return how many."""
+        where = " OR ".join(["seq <= ?"] + ["seq BETWEEN ? AND ?"] * len(ranges))
+        params = [through_seq] + [seq for pair in ranges for seq in pair]
+        try:
+            async with self._lock:
+                cursor = await self._db.execute(f"DELETE FROM outbox WHERE {where}", params)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"outbox {self.path}: delete failed: {exc}") from exc
+        # Near the cap too, not only when full: on a site gone quiet after the drain no commit comes to
+        # clear `outbox_near_cap` / `outbox_shedding`, so the delete that drains the outbox must.
+        if (self.full or self._near_cap) and cursor.rowcount:
+            try:
+                await self.check_capacity()
+            except OutboxError:
+                # The delete is done; a failed measure or shed (a full disk) must not fail the ack.
+                log.exception("outbox capacity check failed", extra={"path": str(self.path)})
+        return max(cursor.rowcount, 0)
 
     def ensure_seq_after(self, seq: int) -> None:
         """Never hand out a seq at or below `seq` (the cloud already holds it for this outbox)."""

@@ -6,10 +6,15 @@ and goes again whenever they change (at most once per `STATUS_INTERVAL_MS_MIN`);
 The Hello and every batch carry the gateway's wall clock (`gateway_time`), from which the cloud
 measures this gateway's clock offset; with a token configured, every stream carries
 `authorization: Bearer <token>` metadata, which a cloud with gateway tokens requires.
-At most `unacked_batches_max` batches are in flight; an Ack's `committed_through_seq` lets the outbox
-delete every row up to it. Acks are cumulative: one that arrives late, out of order or twice is
-harmless. Any failure (connect, EOF, ack timeout, protocol breach) ends the session; the next one
-starts after a jittered exponential backoff and resumes where the cloud says.
+At most `unacked_batches_max` batches are in flight; an Ack's `committed_through_seq` and
+`committed_ranges` let the outbox delete every row they cover, and nothing else. Acks are cumulative
+(the cloud commits batches in the order sent, so an Ack settles its batch and every one sent before
+it): one that arrives late, out of order or twice is harmless. Any failure (connect, EOF, ack
+timeout, protocol breach) ends the session; the next one starts after a jittered exponential
+backoff and resumes where the cloud says: after `resume_after_seq`, skipping its `committed_ranges`.
+If the Welcome says `accepts_ranges`, fresh events do not wait behind a backlog: `edge.uplink.lanes`
+sends them from the outbox tail, taking turns with the backlog, and each batch says `follows_seq`.
+Batches stay under the smaller of `batch_bytes_max` and the cloud's `Welcome.batch_bytes_max`.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import grpc
@@ -29,6 +35,7 @@ from edge.backoff import Backoff
 from edge.clock import Clock, SystemClock
 from edge.errors import OutboxError, ProtocolError, UplinkError
 from edge.outbox import Outbox
+from edge.uplink.lanes import Lanes
 from edge.uplink.status import STATUS_INTERVAL_MS_MIN, encode_status_message
 from edge.uplink.wire import encode_batch_message, encode_hello_message
 
@@ -66,9 +73,14 @@ class UplinkSettings:
     token: str = ""  # bearer token for the cloud's gateway authentication; "" sends none
 
 
+# The most committed ranges this edge lets the cloud hold for it (the cloud may allow more).
+RANGES_MAX = 4
+
+
 @dataclass
 class _InFlight:
     batch_id: int
+    first_seq: int
     last_seq: int
     events: int
     sent_at_s: float = 0.0  # event-loop time when it was handed to the stream; its ack is due ack_timeout_ms later
@@ -97,6 +109,7 @@ class Uplink:
         self.events_acked_total = 0
         self.sessions_total = 0
         self.rejects_total = 0
+        self.live_batches_sent_total = 0  # batches sent from the outbox tail ahead of a backlog
         self._alarms = alarms if alarms is not None else outbox.alarms
         self.statuses_sent_total = 0
         # Batches and statuses share the stream: one write at a time.
@@ -156,8 +169,9 @@ class Uplink:
         if message.WhichOneof("body") != "welcome":
             raise ProtocolError(f"expected welcome, got {message.WhichOneof('body')}")
         welcome = message.welcome
-        self._outbox.ensure_seq_after(welcome.resume_after_seq)
-        await self._outbox.delete_through(welcome.resume_after_seq)
+        ranges = _ranges(welcome.committed_ranges)
+        self._outbox.ensure_seq_after(max([welcome.resume_after_seq, *(last for _first, last in ranges)]))
+        await self._outbox.delete_committed(welcome.resume_after_seq, ranges)
         self.acked_through_seq = welcome.resume_after_seq
         self.sessions_total += 1
         self.connected = True
@@ -165,7 +179,12 @@ class Uplink:
         self._backoff.reset()
         log.info(
             "uplink connected",
-            extra={"target": settings.target, "resume_after_seq": welcome.resume_after_seq},
+            extra={
+                "target": settings.target,
+                "resume_after_seq": welcome.resume_after_seq,
+                "committed_ranges": len(ranges),
+                "accepts_ranges": welcome.accepts_ranges,
+            },
         )
         return welcome
 
@@ -175,22 +194,26 @@ class Uplink:
         settings = self._settings
         window = min(settings.unacked_batches_max, welcome.max_unacked_batches or settings.unacked_batches_max)
         batch_max = min(settings.batch_events_max, welcome.max_batch_events or settings.batch_events_max)
+        lanes = Lanes(
+            welcome.resume_after_seq,
+            _ranges(welcome.committed_ranges),
+            ranges_max=min(RANGES_MAX, welcome.max_committed_ranges) if welcome.accepts_ranges else 0,
+            batch_max=batch_max,
+            bytes_max=min(settings.batch_bytes_max, welcome.batch_bytes_max or settings.batch_bytes_max),
+        )
         in_flight: deque[_InFlight] = deque()
         window_open = asyncio.Event()
         window_open.set()
         async with asyncio.TaskGroup() as group:
-            group.create_task(
-                self._send_loop(call, welcome.resume_after_seq, batch_max, window, in_flight, window_open)
-            )
-            group.create_task(self._receive_loop(call, in_flight, window, window_open))
+            group.create_task(self._send_loop(call, lanes, window, in_flight, window_open))
+            group.create_task(self._receive_loop(call, lanes, in_flight, window, window_open))
             if welcome.accepts_status:  # an older cloud would end the stream on a message it does not know
                 group.create_task(self._status_loop(call))
 
     async def _send_loop(
         self,
         call: grpc.aio.StreamStreamCall[bytes, ingest_pb2.CloudMessage],
-        last_sent_seq: int,
-        batch_max: int,
+        lanes: Lanes,
         window: int,
         in_flight: deque[_InFlight],
         window_open: asyncio.Event,
@@ -198,23 +221,24 @@ class Uplink:
         outbox = self._outbox
         while True:
             await window_open.wait()
-            rows = await outbox.read_after(last_sent_seq, batch_max)
-            if not rows:
+            planned = await lanes.next_batch(outbox)
+            if planned is None:
                 # Clear before looking again so a commit between the two reads is not missed.
                 outbox.events_committed.clear()
-                rows = await outbox.read_after(last_sent_seq, batch_max)
-                if not rows:
+                planned = await lanes.next_batch(outbox)
+                if planned is None:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self._settings.idle_check_ms / 1000):
                             await outbox.events_committed.wait()
                     continue
-            rows = _within_bytes(_contiguous_prefix(rows), self._settings.batch_bytes_max)
+            rows = planned.rows
             batch_id = self._next_batch_id
             self._next_batch_id += 1
             payloads = [payload for _seq, payload in rows]
-            message = encode_batch_message(batch_id, payloads, max(self._clock.unix_ms(), 0))
-            last_sent_seq = rows[-1][0]
-            in_flight.append(_InFlight(batch_id, last_sent_seq, len(rows), asyncio.get_running_loop().time()))
+            message = encode_batch_message(batch_id, payloads, max(self._clock.unix_ms(), 0), planned.follows_seq)
+            in_flight.append(_InFlight(batch_id, rows[0][0], rows[-1][0], len(rows), asyncio.get_running_loop().time()))
+            if planned.live:
+                self.live_batches_sent_total += 1
             if len(in_flight) >= window:
                 window_open.clear()
             async with self._write_lock:
@@ -235,6 +259,7 @@ class Uplink:
     async def _receive_loop(
         self,
         call: grpc.aio.StreamStreamCall[bytes, ingest_pb2.CloudMessage],
+        lanes: Lanes,
         in_flight: deque[_InFlight],
         window: int,
         window_open: asyncio.Event,
@@ -245,7 +270,7 @@ class Uplink:
                 raise UplinkError("cloud closed the stream")
             if message.WhichOneof("body") != "ack":
                 raise ProtocolError(f"expected ack, got {message.WhichOneof('body')}")
-            await self._on_ack(message.ack, in_flight)
+            await self._on_ack(message.ack, in_flight, lanes)
             if len(in_flight) < window:
                 window_open.set()
 
@@ -276,18 +301,20 @@ class Uplink:
             if not read.done():
                 read.cancel()  # the session is ending anyway
 
-    async def _on_ack(self, ack: ingest_pb2.Ack, in_flight: deque[_InFlight]) -> None:
-        """Settle what an ack covers. Acks are cumulative (`committed_through_seq` is the cloud's high-water
-        mark), so one ack settles its batch and every batch before it, in whatever order acks arrive; an
-        ack for a batch already settled (late, reordered or repeated by the network) changes nothing."""
+    async def _on_ack(self, ack: ingest_pb2.Ack, in_flight: deque[_InFlight], lanes: Lanes) -> None:
+        """Settle what an ack covers. The cloud commits batches in the order sent, so an ack that covers its
+        batch settles it and every batch sent before it, in whatever order acks arrive; its prefix and ranges
+        are committed state, so deleting what they cover is right even for a late ack. An ack for a batch
+        already settled (late, reordered or repeated by the network) changes nothing."""
         if not 0 < ack.batch_id < self._next_batch_id:
             raise ProtocolError(f"ack for batch {ack.batch_id}, which was never sent")
+        ranges = _ranges(ack.committed_ranges)
         acked = next((batch for batch in in_flight if batch.batch_id == ack.batch_id), None)
-        if acked is not None and ack.committed_through_seq < acked.last_seq:
+        if acked is not None and not _covers(ack.committed_through_seq, ranges, acked.first_seq, acked.last_seq):
             # The cloud says it has not committed all of this batch: keep the rest and resend it.
             raise ProtocolError(
-                f"ack for batch {acked.batch_id} commits through {ack.committed_through_seq}, "
-                f"batch ends at {acked.last_seq}"
+                f"ack for batch {acked.batch_id} (seqs {acked.first_seq}..{acked.last_seq}) commits through "
+                f"{ack.committed_through_seq} and ranges {ranges}, which do not cover the batch"
             )
         for reject in ack.rejects:
             self.rejects_total += 1
@@ -295,32 +322,24 @@ class Uplink:
                 "cloud quarantined an event",
                 extra={"seq": reject.seq, "event_id": reject.event_id, "reason": reject.reason},
             )
-        if acked is None or ack.committed_through_seq <= self.acked_through_seq:
+        if acked is None:
             log.debug("stale ack ignored", extra={"batch_id": ack.batch_id, "seq": ack.committed_through_seq})
             return
-        while in_flight and in_flight[0].last_seq <= ack.committed_through_seq:
+        while in_flight and in_flight[0].batch_id <= ack.batch_id:
             self.events_acked_total += in_flight.popleft().events
-        await self._outbox.delete_through(ack.committed_through_seq)
-        self.acked_through_seq = ack.committed_through_seq
+        if ack.committed_through_seq > self.acked_through_seq or ranges:
+            await self._outbox.delete_committed(ack.committed_through_seq, ranges)
+        self.acked_through_seq = max(self.acked_through_seq, ack.committed_through_seq)
+        lanes.acked(self.acked_through_seq)
 
 
-def _contiguous_prefix(rows: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
-    """Rows up to the first seq gap: a batch is seq-contiguous; a gap (shed sensor samples) ends it, and
-    the next batch starting past it tells the cloud those seqs are gone."""
-    for index in range(1, len(rows)):
-        if rows[index][0] != rows[index - 1][0] + 1:
-            return rows[:index]
-    return rows
+def _ranges(ranges: Iterable[ingest_pb2.SeqRange]) -> list[tuple[int, int]]:
+    return [(pair.first_seq, pair.last_seq) for pair in ranges]
 
 
-def _within_bytes(rows: list[tuple[int, bytes]], bytes_max: int) -> list[tuple[int, bytes]]:
-    """The longest prefix of rows whose payloads fit in `bytes_max`; at least one row, whatever its size."""
-    total = 0
-    for index, (_seq, payload) in enumerate(rows):
-        total += len(payload) + 8  # tag and length prefix of each embedded event
-        if total > bytes_max and index > 0:
-            return rows[:index]
-    return rows
+def _covers(prefix: int, ranges: list[tuple[int, int]], first_seq: int, last_seq: int) -> bool:
+    """Whether the committed prefix or one committed range holds every seq of first_seq..last_seq."""
+    return last_seq <= prefix or any(first <= first_seq and last_seq <= last for first, last in ranges)
 
 
 async def _write(

@@ -17,6 +17,7 @@ _TAG_GATEWAY_MESSAGE_BATCH = (2 << 3) | 2
 _TAG_BATCH_ID = (1 << 3) | 0
 _TAG_BATCH_EVENTS = (2 << 3) | 2
 _TAG_BATCH_GATEWAY_TIME = (3 << 3) | 2
+_TAG_BATCH_FOLLOWS_SEQ = (4 << 3) | 0
 _TAG_TIMESTAMP_SECONDS = (1 << 3) | 0
 _TAG_TIMESTAMP_NANOS = (2 << 3) | 0
 
@@ -31,10 +32,16 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def encode_batch_message(batch_id: int, event_payloads: Sequence[bytes], gateway_time_ms: int | None = None) -> bytes:
-    """The serialized `GatewayMessage` carrying `EventBatch{batch_id, events, gateway_time}`.
+def encode_batch_message(
+    batch_id: int,
+    event_payloads: Sequence[bytes],
+    gateway_time_ms: int | None = None,
+    follows_seq: int | None = None,
+) -> bytes:
+    """The serialized `GatewayMessage` carrying `EventBatch{batch_id, events, gateway_time, follows_seq}`.
 
     `gateway_time_ms` (Unix ms, >= 0) is the gateway's clock when sending; None leaves it unset.
+    `follows_seq` (an `optional` field: sent even when 0) only to a cloud that accepts ranges; None leaves it unset.
     """
     # proto3 leaves a zero scalar off the wire; do the same so the bytes equal protobuf's own.
     parts = [bytes([_TAG_BATCH_ID]), _varint(batch_id)] if batch_id else []
@@ -47,6 +54,8 @@ def encode_batch_message(batch_id: int, event_payloads: Sequence[bytes], gateway
         stamp = (bytes([_TAG_TIMESTAMP_SECONDS]) + _varint(seconds)) if seconds else b""
         stamp += (bytes([_TAG_TIMESTAMP_NANOS]) + _varint(millis * 1_000_000)) if millis else b""
         parts.extend((bytes([_TAG_BATCH_GATEWAY_TIME]), _varint(len(stamp)), stamp))
+    if follows_seq is not None:
+        parts.extend((bytes([_TAG_BATCH_FOLLOWS_SEQ]), _varint(follows_seq)))
     inner = b"".join(parts)
     return bytes([_TAG_GATEWAY_MESSAGE_BATCH]) + _varint(len(inner)) + inner
 

@@ -39,6 +39,21 @@ def test_gs1_check_digit(gtin: str, expected: int) -> None:
     assert gs1_check_digit(gtin) == expected
 
 
+@settings(max_examples=300)
+@given(st.sampled_from(["gtin", "sscc"]), st.text("0123456789", min_size=17, max_size=17), st.integers(0, 9))
+def test_a_gs1_key_passes_exactly_when_its_last_digit_is_the_check_digit(
+    field: str, digits: str, last_digit: int
+) -> None:
+    body = digits[:13] if field == "gtin" else digits
+    event = make_event(1)
+    setattr(event.objects[0], field, body + str(last_digit))
+    reason = validate_event(event, GATEWAY)
+    if last_digit == gs1_check_digit(body):
+        assert reason is None
+    else:
+        assert reason == (f"objects[0].{field} '{body}{last_digit}': check digit should be {gs1_check_digit(body)}")
+
+
 def _set(field: str, value: object) -> Breaker:
     return lambda event: setattr(event, field, value)
 

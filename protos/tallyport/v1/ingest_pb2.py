@@ -26,35 +26,37 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tallyport.v1 import events_pb2 as tallyport_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tallyport/v1/ingest.proto\x12\x0ctallyport.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tallyport/v1/events.proto\"\x98\x01\n\x0eGatewayMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.tallyport.v1.HelloH\x00\x12)\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x18.tallyport.v1.EventBatchH\x00\x12-\n\x06status\x18\x03 \x01(\x0b\x32\x1b.tallyport.v1.GatewayStatusH\x00\x42\x06\n\x04\x62ody\"\x8b\x01\n\x05Hello\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x11\n\toutbox_id\x18\x02 \x01(\t\x12\x12\n\noldest_seq\x18\x03 \x01(\x04\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x30\n\x0cgateway_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"u\n\nEventBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12#\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x13.tallyport.v1.Event\x12\x30\n\x0cgateway_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\rGatewayStatus\x12*\n\x06\x61larms\x18\x01 \x03(\x0b\x32\x1a.tallyport.v1.GatewayAlarm\"\xcb\x01\n\x0cGatewayAlarm\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12-\n\x08severity\x18\x02 \x01(\x0e\x32\x1b.tallyport.v1.AlarmSeverity\x12\x0f\n\x07message\x18\x03 \x01(\t\x12-\n\traised_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"b\n\x0c\x43loudMessage\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x15.tallyport.v1.WelcomeH\x00\x12 \n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x11.tallyport.v1.AckH\x00\x42\x06\n\x04\x62ody\"r\n\x07Welcome\x12\x18\n\x10resume_after_seq\x18\x01 \x01(\x04\x12\x18\n\x10max_batch_events\x18\x02 \x01(\r\x12\x1b\n\x13max_unacked_batches\x18\x03 \x01(\r\x12\x16\n\x0e\x61\x63\x63\x65pts_status\x18\x04 \x01(\x08\"_\n\x06Reject\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12&\n\x04\x63ode\x18\x03 \x01(\x0e\x32\x18.tallyport.v1.RejectCode\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x83\x01\n\x03\x41\x63k\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x1d\n\x15\x63ommitted_through_seq\x18\x02 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\r\x12\x12\n\nduplicates\x18\x04 \x01(\r\x12%\n\x07rejects\x18\x05 \x03(\x0b\x32\x14.tallyport.v1.Reject*\x9c\x01\n\rAlarmSeverity\x12\x1e\n\x1a\x41LARM_SEVERITY_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41LARM_SEVERITY_CRITICAL\x10\x01\x12\x18\n\x14\x41LARM_SEVERITY_MAJOR\x10\x02\x12\x18\n\x14\x41LARM_SEVERITY_MINOR\x10\x03\x12\x1a\n\x16\x41LARM_SEVERITY_WARNING\x10\x04*{\n\nRejectCode\x12\x1b\n\x17REJECT_CODE_UNSPECIFIED\x10\x00\x12\x17\n\x13REJECT_CODE_INVALID\x10\x01\x12\x1d\n\x19REJECT_CODE_WRONG_GATEWAY\x10\x02\x12\x18\n\x14REJECT_CODE_CONFLICT\x10\x03\x32W\n\rIngestService\x12\x46\n\x06Stream\x12\x1c.tallyport.v1.GatewayMessage\x1a\x1a.tallyport.v1.CloudMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19tallyport/v1/ingest.proto\x12\x0ctallyport.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tallyport/v1/events.proto\"\x98\x01\n\x0eGatewayMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.tallyport.v1.HelloH\x00\x12)\n\x05\x62\x61tch\x18\x02 \x01(\x0b\x32\x18.tallyport.v1.EventBatchH\x00\x12-\n\x06status\x18\x03 \x01(\x0b\x32\x1b.tallyport.v1.GatewayStatusH\x00\x42\x06\n\x04\x62ody\"\x8b\x01\n\x05Hello\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x11\n\toutbox_id\x18\x02 \x01(\t\x12\x12\n\noldest_seq\x18\x03 \x01(\x04\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x30\n\x0cgateway_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9f\x01\n\nEventBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12#\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x13.tallyport.v1.Event\x12\x30\n\x0cgateway_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x0b\x66ollows_seq\x18\x04 \x01(\x04H\x00\x88\x01\x01\x42\x0e\n\x0c_follows_seq\"/\n\x08SeqRange\x12\x11\n\tfirst_seq\x18\x01 \x01(\x04\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\";\n\rGatewayStatus\x12*\n\x06\x61larms\x18\x01 \x03(\x0b\x32\x1a.tallyport.v1.GatewayAlarm\"\xcb\x01\n\x0cGatewayAlarm\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12-\n\x08severity\x18\x02 \x01(\x0e\x32\x1b.tallyport.v1.AlarmSeverity\x12\x0f\n\x07message\x18\x03 \x01(\t\x12-\n\traised_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61\x63tive\x18\x05 \x01(\x08\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"b\n\x0c\x43loudMessage\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x15.tallyport.v1.WelcomeH\x00\x12 \n\x03\x61\x63k\x18\x02 \x01(\x0b\x32\x11.tallyport.v1.AckH\x00\x42\x06\n\x04\x62ody\"\xf3\x01\n\x07Welcome\x12\x18\n\x10resume_after_seq\x18\x01 \x01(\x04\x12\x18\n\x10max_batch_events\x18\x02 \x01(\r\x12\x1b\n\x13max_unacked_batches\x18\x03 \x01(\r\x12\x16\n\x0e\x61\x63\x63\x65pts_status\x18\x04 \x01(\x08\x12\x16\n\x0e\x61\x63\x63\x65pts_ranges\x18\x05 \x01(\x08\x12\x30\n\x10\x63ommitted_ranges\x18\x06 \x03(\x0b\x32\x16.tallyport.v1.SeqRange\x12\x1c\n\x14max_committed_ranges\x18\x07 \x01(\r\x12\x17\n\x0f\x62\x61tch_bytes_max\x18\x08 \x01(\r\"_\n\x06Reject\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12&\n\x04\x63ode\x18\x03 \x01(\x0e\x32\x18.tallyport.v1.RejectCode\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\xb5\x01\n\x03\x41\x63k\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x04\x12\x1d\n\x15\x63ommitted_through_seq\x18\x02 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x03 \x01(\r\x12\x12\n\nduplicates\x18\x04 \x01(\r\x12%\n\x07rejects\x18\x05 \x03(\x0b\x32\x14.tallyport.v1.Reject\x12\x30\n\x10\x63ommitted_ranges\x18\x06 \x03(\x0b\x32\x16.tallyport.v1.SeqRange*\x9c\x01\n\rAlarmSeverity\x12\x1e\n\x1a\x41LARM_SEVERITY_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41LARM_SEVERITY_CRITICAL\x10\x01\x12\x18\n\x14\x41LARM_SEVERITY_MAJOR\x10\x02\x12\x18\n\x14\x41LARM_SEVERITY_MINOR\x10\x03\x12\x1a\n\x16\x41LARM_SEVERITY_WARNING\x10\x04*{\n\nRejectCode\x12\x1b\n\x17REJECT_CODE_UNSPECIFIED\x10\x00\x12\x17\n\x13REJECT_CODE_INVALID\x10\x01\x12\x1d\n\x19REJECT_CODE_WRONG_GATEWAY\x10\x02\x12\x18\n\x14REJECT_CODE_CONFLICT\x10\x03\x32W\n\rIngestService\x12\x46\n\x06Stream\x12\x1c.tallyport.v1.GatewayMessage\x1a\x1a.tallyport.v1.CloudMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tallyport.v1.ingest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ALARMSEVERITY']._serialized_start=1234
-  _globals['_ALARMSEVERITY']._serialized_end=1390
-  _globals['_REJECTCODE']._serialized_start=1392
-  _globals['_REJECTCODE']._serialized_end=1515
+  _globals['_ALARMSEVERITY']._serialized_start=1506
+  _globals['_ALARMSEVERITY']._serialized_end=1662
+  _globals['_REJECTCODE']._serialized_start=1664
+  _globals['_REJECTCODE']._serialized_end=1787
   _globals['_GATEWAYMESSAGE']._serialized_start=104
   _globals['_GATEWAYMESSAGE']._serialized_end=256
   _globals['_HELLO']._serialized_start=259
   _globals['_HELLO']._serialized_end=398
-  _globals['_EVENTBATCH']._serialized_start=400
-  _globals['_EVENTBATCH']._serialized_end=517
-  _globals['_GATEWAYSTATUS']._serialized_start=519
-  _globals['_GATEWAYSTATUS']._serialized_end=578
-  _globals['_GATEWAYALARM']._serialized_start=581
-  _globals['_GATEWAYALARM']._serialized_end=784
-  _globals['_CLOUDMESSAGE']._serialized_start=786
-  _globals['_CLOUDMESSAGE']._serialized_end=884
-  _globals['_WELCOME']._serialized_start=886
-  _globals['_WELCOME']._serialized_end=1000
-  _globals['_REJECT']._serialized_start=1002
-  _globals['_REJECT']._serialized_end=1097
-  _globals['_ACK']._serialized_start=1100
-  _globals['_ACK']._serialized_end=1231
-  _globals['_INGESTSERVICE']._serialized_start=1517
-  _globals['_INGESTSERVICE']._serialized_end=1604
+  _globals['_EVENTBATCH']._serialized_start=401
+  _globals['_EVENTBATCH']._serialized_end=560
+  _globals['_SEQRANGE']._serialized_start=562
+  _globals['_SEQRANGE']._serialized_end=609
+  _globals['_GATEWAYSTATUS']._serialized_start=611
+  _globals['_GATEWAYSTATUS']._serialized_end=670
+  _globals['_GATEWAYALARM']._serialized_start=673
+  _globals['_GATEWAYALARM']._serialized_end=876
+  _globals['_CLOUDMESSAGE']._serialized_start=878
+  _globals['_CLOUDMESSAGE']._serialized_end=976
+  _globals['_WELCOME']._serialized_start=979
+  _globals['_WELCOME']._serialized_end=1222
+  _globals['_REJECT']._serialized_start=1224
+  _globals['_REJECT']._serialized_end=1319
+  _globals['_ACK']._serialized_start=1322
+  _globals['_ACK']._serialized_end=1503
+  _globals['_INGESTSERVICE']._serialized_start=1789
+  _globals['_INGESTSERVICE']._serialized_end=1876
 # @@protoc_insertion_point(module_scope)

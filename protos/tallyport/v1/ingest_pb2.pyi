@@ -3,12 +3,30 @@
 isort:skip_file
 Edge → cloud uplink: one bidirectional stream per gateway.
 
-Gateway: Hello, then EventBatch messages (seq-contiguous, ascending), and a
+Gateway: Hello, then EventBatch messages (each seq-contiguous, ascending), and a
          GatewayStatus after the Welcome and whenever its alarms change, if
          the cloud's Welcome says it accepts one.
 Cloud:   Welcome (where to resume), then one Ack per batch, in order.
-An Ack carries the highest contiguous seq the cloud has committed for this
-gateway's outbox; the edge deletes rows up to it and nothing else.
+
+Committed seqs. Per (gateway, outbox) the cloud keeps the contiguous committed
+prefix (committed_through_seq) and, above it, at most
+Welcome.max_committed_ranges committed seq ranges (ascending, disjoint, not
+touching each other or the prefix; a range that comes to touch the prefix
+merges into it). "Committed" means handled: stored, a duplicate, quarantined,
+or recorded as a gap (gone at the edge). An Ack carries the prefix and the
+ranges after its batch; the edge deletes rows covered by either and nothing else.
+
+Out-of-order delivery (only if Welcome.accepts_ranges): while a backlog
+drains in seq order, the edge may send fresh events from the outbox tail in
+batches that start above the prefix. Every batch from such an edge sets
+follows_seq: the seqs between follows_seq and the batch's first seq are gone
+at the edge (the cloud records those it has not committed as a gap), while
+seqs at or below follows_seq that the cloud has not committed are still to
+come. A tail batch opening a new range sets follows_seq = first seq - 1.
+Without follows_seq (older edges) a batch follows the highest committed seq
+below it, as before: what lies between is recorded as a gap.
+A seq already committed can only hold the event it was committed with: an
+unknown event_id under it is a conflict, in the prefix or in a range.
 """
 
 from collections import abc as _abc
@@ -160,8 +178,14 @@ class EventBatch(_message.Message):
     BATCH_ID_FIELD_NUMBER: _builtins.int
     EVENTS_FIELD_NUMBER: _builtins.int
     GATEWAY_TIME_FIELD_NUMBER: _builtins.int
+    FOLLOWS_SEQ_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.int
     """gateway-local, echoed in the Ack"""
+    follows_seq: _builtins.int
+    """Below the first seq; seqs in (follows_seq, first seq) are gone at the edge.
+    Only to a cloud whose Welcome.accepts_ranges; unset: the batch follows the
+    highest committed seq below it (see the top of this file).
+    """
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.Event]:
         """ascending, contiguous seq"""
@@ -178,14 +202,41 @@ class EventBatch(_message.Message):
         batch_id: _builtins.int = ...,
         events: _abc.Iterable[_events_pb2.Event] | None = ...,
         gateway_time: _timestamp_pb2.Timestamp | None = ...,
+        follows_seq: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["gateway_time", b"gateway_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_follows_seq", b"_follows_seq", "follows_seq", b"follows_seq", "gateway_time", b"gateway_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "events", b"events", "gateway_time", b"gateway_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_follows_seq", b"_follows_seq", "batch_id", b"batch_id", "events", b"events", "follows_seq", b"follows_seq", "gateway_time", b"gateway_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__follows_seq: _TypeAlias = _typing.Literal["follows_seq"]  # noqa: Y015
+    _WhichOneofArgType__follows_seq: _TypeAlias = _typing.Literal["_follows_seq", b"_follows_seq"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__follows_seq) -> _WhichOneofReturnType__follows_seq | None: ...
+
+Global___EventBatch: _TypeAlias = EventBatch  # noqa: Y015
+
+@_typing.final
+class SeqRange(_message.Message):
+    """Seqs first_seq..last_seq, inclusive."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIRST_SEQ_FIELD_NUMBER: _builtins.int
+    LAST_SEQ_FIELD_NUMBER: _builtins.int
+    first_seq: _builtins.int
+    last_seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        first_seq: _builtins.int = ...,
+        last_seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["first_seq", b"first_seq", "last_seq", b"last_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___EventBatch: _TypeAlias = EventBatch  # noqa: Y015
+Global___SeqRange: _TypeAlias = SeqRange  # noqa: Y015
 
 @_typing.final
 class GatewayStatus(_message.Message):
@@ -292,6 +343,10 @@ class Welcome(_message.Message):
     MAX_BATCH_EVENTS_FIELD_NUMBER: _builtins.int
     MAX_UNACKED_BATCHES_FIELD_NUMBER: _builtins.int
     ACCEPTS_STATUS_FIELD_NUMBER: _builtins.int
+    ACCEPTS_RANGES_FIELD_NUMBER: _builtins.int
+    COMMITTED_RANGES_FIELD_NUMBER: _builtins.int
+    MAX_COMMITTED_RANGES_FIELD_NUMBER: _builtins.int
+    BATCH_BYTES_MAX_FIELD_NUMBER: _builtins.int
     resume_after_seq: _builtins.int
     """highest contiguous seq committed for this outbox"""
     max_batch_events: _builtins.int
@@ -300,6 +355,23 @@ class Welcome(_message.Message):
     """the cloud's limit on the edge's window"""
     accepts_status: _builtins.bool
     """the cloud takes GatewayStatus messages"""
+    accepts_ranges: _builtins.bool
+    """The cloud takes batches above the committed prefix (EventBatch.follows_seq)."""
+    max_committed_ranges: _builtins.int
+    """The most committed ranges the cloud keeps per outbox; a batch that would
+    make more ends the stream (INVALID_ARGUMENT). At the bound the edge sends in
+    seq order only, which merges ranges into the prefix.
+    """
+    batch_bytes_max: _builtins.int
+    """The largest serialized batch the cloud accepts (its message limit minus
+    headroom); 0 from older clouds. The edge uses the smaller of this and its own cap.
+    """
+    @_builtins.property
+    def committed_ranges(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeqRange]:
+        """Committed ranges above resume_after_seq, ascending: the edge neither resends
+        nor keeps them.
+        """
+
     def __init__(
         self,
         *,
@@ -307,10 +379,14 @@ class Welcome(_message.Message):
         max_batch_events: _builtins.int = ...,
         max_unacked_batches: _builtins.int = ...,
         accepts_status: _builtins.bool = ...,
+        accepts_ranges: _builtins.bool = ...,
+        committed_ranges: _abc.Iterable[Global___SeqRange] | None = ...,
+        max_committed_ranges: _builtins.int = ...,
+        batch_bytes_max: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepts_status", b"accepts_status", "max_batch_events", b"max_batch_events", "max_unacked_batches", b"max_unacked_batches", "resume_after_seq", b"resume_after_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepts_ranges", b"accepts_ranges", "accepts_status", b"accepts_status", "batch_bytes_max", b"batch_bytes_max", "committed_ranges", b"committed_ranges", "max_batch_events", b"max_batch_events", "max_committed_ranges", b"max_committed_ranges", "max_unacked_batches", b"max_unacked_batches", "resume_after_seq", b"resume_after_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -353,6 +429,7 @@ class Ack(_message.Message):
     ACCEPTED_FIELD_NUMBER: _builtins.int
     DUPLICATES_FIELD_NUMBER: _builtins.int
     REJECTS_FIELD_NUMBER: _builtins.int
+    COMMITTED_RANGES_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.int
     committed_through_seq: _builtins.int
     accepted: _builtins.int
@@ -363,6 +440,12 @@ class Ack(_message.Message):
     def rejects(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reject]:
         """quarantined in the cloud; they count as handled"""
 
+    @_builtins.property
+    def committed_ranges(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeqRange]:
+        """Committed ranges above committed_through_seq after this batch, ascending
+        (at most Welcome.max_committed_ranges); the edge deletes rows in them too.
+        """
+
     def __init__(
         self,
         *,
@@ -371,10 +454,11 @@ class Ack(_message.Message):
         accepted: _builtins.int = ...,
         duplicates: _builtins.int = ...,
         rejects: _abc.Iterable[Global___Reject] | None = ...,
+        committed_ranges: _abc.Iterable[Global___SeqRange] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "batch_id", b"batch_id", "committed_through_seq", b"committed_through_seq", "duplicates", b"duplicates", "rejects", b"rejects"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "batch_id", b"batch_id", "committed_ranges", b"committed_ranges", "committed_through_seq", b"committed_through_seq", "duplicates", b"duplicates", "rejects", b"rejects"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,12 +3,30 @@
 isort:skip_file
 Edge → cloud uplink: one bidirectional stream per gateway.
 
-Gateway: Hello, then EventBatch messages (seq-contiguous, ascending), and a
+Gateway: Hello, then EventBatch messages (each seq-contiguous, ascending), and a
          GatewayStatus after the Welcome and whenever its alarms change, if
          the cloud's Welcome says it accepts one.
 Cloud:   Welcome (where to resume), then one Ack per batch, in order.
-An Ack carries the highest contiguous seq the cloud has committed for this
-gateway's outbox; the edge deletes rows up to it and nothing else.
+
+Committed seqs. Per (gateway, outbox) the cloud keeps the contiguous committed
+prefix (committed_through_seq) and, above it, at most
+Welcome.max_committed_ranges committed seq ranges (ascending, disjoint, not
+touching each other or the prefix; a range that comes to touch the prefix
+merges into it). "Committed" means handled: stored, a duplicate, quarantined,
+or recorded as a gap (gone at the edge). An Ack carries the prefix and the
+ranges after its batch; the edge deletes rows covered by either and nothing else.
+
+Out-of-order delivery (only if Welcome.accepts_ranges): while a backlog
+drains in seq order, the edge may send fresh events from the outbox tail in
+batches that start above the prefix. Every batch from such an edge sets
+follows_seq: the seqs between follows_seq and the batch's first seq are gone
+at the edge (the cloud records those it has not committed as a gap), while
+seqs at or below follows_seq that the cloud has not committed are still to
+come. A tail batch opening a new range sets follows_seq = first seq - 1.
+Without follows_seq (older edges) a batch follows the highest committed seq
+below it, as before: what lies between is recorded as a gap.
+A seq already committed can only hold the event it was committed with: an
+unknown event_id under it is a conflict, in the prefix or in a range.
 """
 
 from collections import abc as _abc
