@@ -38,6 +38,8 @@ RPC_TIMEOUT_S_DEFAULT = 10.0
 EVENTS_LIMIT_DEFAULT = 50
 EVENTS_LIMIT_MAX = 100_000
 EXPORT_PAGE_SIZE = 1000  # the largest page ExportEvents serves: fewest round trips
+# Pages of `on-hand`: under gRPC's 4 MiB message limit with locations up to ~700 characters, few round trips.
+ON_HAND_PAGE_SIZE = 5000
 EXIT_ERROR_ANSWER = 1
 EXIT_USAGE_OR_UNREACHABLE = 2
 
@@ -378,15 +380,20 @@ async def _position(stub: Any, args: argparse.Namespace) -> list[str]:
 
 
 async def _on_hand(stub: Any, args: argparse.Namespace) -> list[str]:
-    reply = await stub.ListOnHand(
-        inventory_pb2.ListOnHandRequest(gtin=args.gtin, biz_location=args.location), timeout=args.timeout
-    )
+    request = inventory_pb2.ListOnHandRequest(gtin=args.gtin, biz_location=args.location, page_size=ON_HAND_PAGE_SIZE)
+    rows: list[inventory_pb2.OnHand] = []
+    while True:  # every page: the table is all the matching stock, never its first page
+        reply = await stub.ListOnHand(request, timeout=args.timeout)
+        rows.extend(reply.on_hand)
+        if not reply.next_page_token:
+            break
+        request.page_token = reply.next_page_token
     if args.json:
-        return cli_output.json_lines(reply.on_hand)
-    if not reply.on_hand:
+        return cli_output.json_lines(rows)
+    if not rows:
         print("no on-hand stock matches", file=sys.stderr)
         return []
-    return cli_output.table(["GTIN", "BIZ_LOCATION", "QUANTITY"], cli_output.on_hand_rows(reply.on_hand))
+    return cli_output.table(["GTIN", "BIZ_LOCATION", "QUANTITY"], cli_output.on_hand_rows(rows))
 
 
 async def _events(stub: Any, args: argparse.Namespace) -> list[str]:

@@ -30,6 +30,7 @@ __all__ = [
     "position_lines",
     "quarantine_rows",
     "table",
+    "where_now",
 ]
 
 COLUMN_GAP = "  "
@@ -80,18 +81,30 @@ def on_hand_rows(rows: Iterable[inventory_pb2.OnHand]) -> list[list[str]]:
     return [[row.gtin, row.biz_location, format_quantity(row.quantity)] for row in rows]
 
 
+def where_now(position: inventory_pb2.Position) -> str:
+    """Where the object is now, in words: at a place, in transit from one, or gone from the system."""
+    last_seen = position.last_seen_biz_location or "an unknown location"
+    if position.present:
+        return f"at {last_seen}"
+    if position.in_transit:
+        return f"in transit from {last_seen}"
+    return f"gone (taken out by action DELETE), last seen at {last_seen}"
+
+
 def position_lines(position: inventory_pb2.Position) -> list[str]:
-    """A two-column `field  value` block for one position."""
+    """A two-column `field  value` block for one position: where it is now, then its last sighting."""
     rows = [
         ["id", position.id],
         ["epc_uri", position.epc_uri or "-"],
         ["gtin", position.gtin or "-"],
         ["sscc", position.sscc or "-"],
-        ["biz_location", position.biz_location or "-"],
+        ["now", where_now(position)],
+        ["present", "yes" if position.present else "no"],
+        ["in_transit", "yes" if position.in_transit else "no"],
+        ["last_seen_biz_location", position.last_seen_biz_location or "-"],
         ["read_point", position.read_point_id or "-"],
         ["biz_step", enum_label(events_pb2.BizStep, position.biz_step, "BIZ_STEP_")],
         ["disposition", enum_label(events_pb2.Disposition, position.disposition, "DISPOSITION_")],
-        ["in_transit", "yes" if position.in_transit else "no"],
         ["event_time", format_time(position.event_time)],
         ["event_id", position.event_id],
         ["gateway", position.gateway_id],

@@ -1,13 +1,18 @@
 """`InventoryService`: read-only queries over what ingest committed.
 
-GetPosition of an object whose last event was an OBJECT event with action DELETE answers
-with an empty biz_location: the object is no longer anywhere (the contract's Position has no
-`present` field; the store keeps it).
+GetPosition answers where an object is now (`present`, `in_transit`) beside where it was
+last seen (`last_seen_biz_location`): present is the store's "not taken out by an OBJECT
+event with action DELETE" and not in transit, as on-hand counts it
+(`cloud.projections.counted_at`, which also needs a GTIN and a biz_location). biz_location
+keeps its old meaning for older clients: "" after such a DELETE, else the last-seen place.
 
-Status codes: INVALID_ARGUMENT for a bad request (page_size above 1000, malformed
+ListOnHand pages by keyset on (gtin, biz_location), the table's primary key, like ListEvents
+on (event_time, event_id) (`cloud.query.paging`).
+
+Status codes: INVALID_ARGUMENT for a bad request (page_size above its maximum, malformed
 page_token, empty id, out-of-range timestamp), NOT_FOUND for an unknown object,
-RESOURCE_EXHAUSTED when ListOnHand would return more than `ON_HAND_ROWS_MAX` rows (narrow it
-with a filter: the contract has no paging for it), UNAVAILABLE when the store fails.
+RESOURCE_EXHAUSTED for a ListOnHand request without page_size or page_token (as a client from
+before paging sends) that matches more rows than one page, UNAVAILABLE when the store fails.
 """
 
 from __future__ import annotations
@@ -23,18 +28,21 @@ from tallyport.v1 import events_pb2, inventory_pb2, inventory_pb2_grpc
 from cloud.errors import StoreError, ValidationError
 from cloud.gateway_alarms import alarm_messages, list_gateway_alarms
 from cloud.query.paging import (
+    ON_HAND_PAGE_SIZE_DEFAULT,
+    ON_HAND_PAGE_SIZE_MAX,
     decode_event_token,
+    decode_on_hand_token,
     decode_quarantine_token,
     encode_event_token,
+    encode_on_hand_token,
     encode_quarantine_token,
     page_size,
 )
-from cloud.store import EventQuery, GatewayRecord, PositionRecord, Store
+from cloud.store import EventQuery, GatewayRecord, OnHandRecord, PositionRecord, Store
 from cloud.timestamps import from_micros, to_micros
 
-__all__ = ["ON_HAND_ROWS_MAX", "InventoryService"]
+__all__ = ["InventoryService"]
 
-ON_HAND_ROWS_MAX = 50_000
 # The range google.protobuf.Timestamp allows: 0001-01-01 to 9999-12-31.
 TIMESTAMP_SECONDS_MIN = -62_135_596_800
 TIMESTAMP_SECONDS_MAX = 253_402_300_799
@@ -64,27 +72,27 @@ class InventoryService(inventory_pb2_grpc.InventoryServiceServicer):
     async def ListOnHand(
         self, request: inventory_pb2.ListOnHandRequest, context: Context
     ) -> inventory_pb2.ListOnHandResponse:
-        """On-hand rows with a non-zero count or class quantity, by GTIN then location."""
+        """On-hand rows with a non-zero count or class quantity, by GTIN then location, paged."""
+        try:
+            size = page_size(request.page_size, ON_HAND_PAGE_SIZE_DEFAULT, ON_HAND_PAGE_SIZE_MAX)
+            after = decode_on_hand_token(request.page_token) if request.page_token else None
+        except ValidationError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        # One more than the page, to know whether another page follows.
         rows = await _answer(
-            context, self._store.list_on_hand(request.gtin, request.biz_location, limit=ON_HAND_ROWS_MAX + 1)
+            context, self._store.list_on_hand(request.gtin, request.biz_location, limit=size + 1, after=after)
         )
-        if len(rows) > ON_HAND_ROWS_MAX:
+        page, more = rows[:size], len(rows) > size
+        if more and not request.page_size and not request.page_token:
+            # A client from before paging would ignore next_page_token and take a first page
+            # for the whole table: it gets the error it always got instead.
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"more than {ON_HAND_ROWS_MAX} on-hand rows match; filter by gtin or biz_location",
+                f"more than {size} on-hand rows match; set page_size (at most {ON_HAND_PAGE_SIZE_MAX}) "
+                "and follow next_page_token, or filter by gtin or biz_location",
             )
-        return inventory_pb2.ListOnHandResponse(
-            on_hand=[
-                inventory_pb2.OnHand(
-                    gtin=row.gtin,
-                    biz_location=row.biz_location,
-                    quantity=row.quantity,
-                    serialized_count=row.serialized_count,
-                    class_quantity=row.class_quantity,
-                )
-                for row in rows
-            ]
-        )
+        token = encode_on_hand_token(page[-1].gtin, page[-1].biz_location) if more else ""
+        return inventory_pb2.ListOnHandResponse(on_hand=[_on_hand_message(row) for row in page], next_page_token=token)
 
     async def ListEvents(
         self, request: inventory_pb2.ListEventsRequest, context: Context
@@ -175,12 +183,26 @@ def _micros(timestamp: Timestamp, name: str) -> int:
     return to_micros(timestamp)
 
 
+def _on_hand_message(row: OnHandRecord) -> inventory_pb2.OnHand:
+    return inventory_pb2.OnHand(
+        gtin=row.gtin,
+        biz_location=row.biz_location,
+        quantity=row.quantity,
+        serialized_count=row.serialized_count,
+        class_quantity=row.class_quantity,
+    )
+
+
 def _position_message(position: PositionRecord) -> inventory_pb2.Position:
     return inventory_pb2.Position(
         id=position.object_id,
         epc_uri=position.epc_uri,
         gtin=position.gtin,
         sscc=position.sscc,
+        # position.present is "not taken out by a DELETE"; the contract's present also excludes
+        # in transit, so that present means "at last_seen_biz_location now" on its own.
+        present=position.present and not position.in_transit,
+        last_seen_biz_location=position.biz_location,
         biz_location=position.biz_location if position.present else "",
         read_point_id=position.read_point_id,
         biz_step=position.biz_step,  # type: ignore[arg-type]  # stored as the enum's number

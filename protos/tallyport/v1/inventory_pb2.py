@@ -27,7 +27,7 @@ from tallyport.v1 import events_pb2 as tallyport_dot_v1_dot_events__pb2
 from tallyport.v1 import ingest_pb2 as tallyport_dot_v1_dot_ingest__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctallyport/v1/inventory.proto\x12\x0ctallyport.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tallyport/v1/events.proto\x1a\x19tallyport/v1/ingest.proto\" \n\x12GetPositionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xb3\x02\n\x08Position\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65pc_uri\x18\x02 \x01(\t\x12\x0c\n\x04gtin\x18\x03 \x01(\t\x12\x0c\n\x04sscc\x18\x04 \x01(\t\x12\x14\n\x0c\x62iz_location\x18\x05 \x01(\t\x12\x15\n\rread_point_id\x18\x06 \x01(\t\x12\'\n\x08\x62iz_step\x18\x07 \x01(\x0e\x32\x15.tallyport.v1.BizStep\x12.\n\x0b\x64isposition\x18\x08 \x01(\x0e\x32\x19.tallyport.v1.Disposition\x12\x12\n\nin_transit\x18\t \x01(\x08\x12.\n\nevent_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\x0b \x01(\t\x12\x12\n\ngateway_id\x18\x0c \x01(\t\"7\n\x11ListOnHandRequest\x12\x0c\n\x04gtin\x18\x01 \x01(\t\x12\x14\n\x0c\x62iz_location\x18\x02 \x01(\t\"p\n\x06OnHand\x12\x0c\n\x04gtin\x18\x01 \x01(\t\x12\x14\n\x0c\x62iz_location\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x01\x12\x18\n\x10serialized_count\x18\x04 \x01(\x03\x12\x16\n\x0e\x63lass_quantity\x18\x05 \x01(\x01\";\n\x12ListOnHandResponse\x12%\n\x07on_hand\x18\x01 \x03(\x0b\x32\x14.tallyport.v1.OnHand\"\x84\x02\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\ngateway_id\x18\x03 \x01(\t\x12\x14\n\x0c\x62iz_location\x18\x04 \x01(\t\x12\x0c\n\x04gtin\x18\x05 \x01(\t\x12\x11\n\tobject_id\x18\x06 \x01(\t\x12\'\n\x08\x62iz_step\x18\x07 \x01(\x0e\x32\x15.tallyport.v1.BizStep\x12)\n\x05since\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x12ListEventsResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.tallyport.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x15ListQuarantineRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"\x97\x01\n\x10QuarantinedEvent\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12/\n\x0breceived_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\"b\n\x16ListQuarantineResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.tallyport.v1.QuarantinedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x15\n\x13ListGatewaysRequest\"k\n\x03Gap\x12\x11\n\tfirst_seq\x18\x01 \x01(\x04\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0brecorded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9c\x02\n\x0cGatewayState\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x11\n\toutbox_id\x18\x02 \x01(\t\x12\x1d\n\x15\x63ommitted_through_seq\x18\x03 \x01(\x04\x12\x30\n\x0clast_contact\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\revents_stored\x18\x05 \x01(\x04\x12\x1f\n\x04gaps\x18\x06 \x03(\x0b\x32\x11.tallyport.v1.Gap\x12\x1c\n\x0f\x63lock_offset_ms\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12*\n\x06\x61larms\x18\x08 \x03(\x0b\x32\x1a.tallyport.v1.GatewayAlarmB\x12\n\x10_clock_offset_ms\"D\n\x14ListGatewaysResponse\x12,\n\x08gateways\x18\x01 \x03(\x0b\x32\x1a.tallyport.v1.GatewayState2\xb1\x03\n\x10InventoryService\x12G\n\x0bGetPosition\x12 .tallyport.v1.GetPositionRequest\x1a\x16.tallyport.v1.Position\x12O\n\nListOnHand\x12\x1f.tallyport.v1.ListOnHandRequest\x1a .tallyport.v1.ListOnHandResponse\x12O\n\nListEvents\x12\x1f.tallyport.v1.ListEventsRequest\x1a .tallyport.v1.ListEventsResponse\x12[\n\x0eListQuarantine\x12#.tallyport.v1.ListQuarantineRequest\x1a$.tallyport.v1.ListQuarantineResponse\x12U\n\x0cListGateways\x12!.tallyport.v1.ListGatewaysRequest\x1a\".tallyport.v1.ListGatewaysResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ctallyport/v1/inventory.proto\x12\x0ctallyport.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19tallyport/v1/events.proto\x1a\x19tallyport/v1/ingest.proto\" \n\x12GetPositionRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\xe4\x02\n\x08Position\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x65pc_uri\x18\x02 \x01(\t\x12\x0c\n\x04gtin\x18\x03 \x01(\t\x12\x0c\n\x04sscc\x18\x04 \x01(\t\x12\x14\n\x0c\x62iz_location\x18\x05 \x01(\t\x12\x15\n\rread_point_id\x18\x06 \x01(\t\x12\'\n\x08\x62iz_step\x18\x07 \x01(\x0e\x32\x15.tallyport.v1.BizStep\x12.\n\x0b\x64isposition\x18\x08 \x01(\x0e\x32\x19.tallyport.v1.Disposition\x12\x12\n\nin_transit\x18\t \x01(\x08\x12.\n\nevent_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65vent_id\x18\x0b \x01(\t\x12\x12\n\ngateway_id\x18\x0c \x01(\t\x12\x0f\n\x07present\x18\r \x01(\x08\x12\x1e\n\x16last_seen_biz_location\x18\x0e \x01(\t\"^\n\x11ListOnHandRequest\x12\x0c\n\x04gtin\x18\x01 \x01(\t\x12\x14\n\x0c\x62iz_location\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x12\n\npage_token\x18\x04 \x01(\t\"p\n\x06OnHand\x12\x0c\n\x04gtin\x18\x01 \x01(\t\x12\x14\n\x0c\x62iz_location\x18\x02 \x01(\t\x12\x10\n\x08quantity\x18\x03 \x01(\x01\x12\x18\n\x10serialized_count\x18\x04 \x01(\x03\x12\x16\n\x0e\x63lass_quantity\x18\x05 \x01(\x01\"T\n\x12ListOnHandResponse\x12%\n\x07on_hand\x18\x01 \x03(\x0b\x32\x14.tallyport.v1.OnHand\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x84\x02\n\x11ListEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\ngateway_id\x18\x03 \x01(\t\x12\x14\n\x0c\x62iz_location\x18\x04 \x01(\t\x12\x0c\n\x04gtin\x18\x05 \x01(\t\x12\x11\n\tobject_id\x18\x06 \x01(\t\x12\'\n\x08\x62iz_step\x18\x07 \x01(\x0e\x32\x15.tallyport.v1.BizStep\x12)\n\x05since\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x12ListEventsResponse\x12#\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x13.tallyport.v1.Event\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\">\n\x15ListQuarantineRequest\x12\x11\n\tpage_size\x18\x01 \x01(\r\x12\x12\n\npage_token\x18\x02 \x01(\t\"\x97\x01\n\x10QuarantinedEvent\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12/\n\x0breceived_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07payload\x18\x06 \x01(\x0c\"b\n\x16ListQuarantineResponse\x12/\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1e.tallyport.v1.QuarantinedEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x15\n\x13ListGatewaysRequest\"k\n\x03Gap\x12\x11\n\tfirst_seq\x18\x01 \x01(\x04\x12\x10\n\x08last_seq\x18\x02 \x01(\x04\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12/\n\x0brecorded_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9c\x02\n\x0cGatewayState\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12\x11\n\toutbox_id\x18\x02 \x01(\t\x12\x1d\n\x15\x63ommitted_through_seq\x18\x03 \x01(\x04\x12\x30\n\x0clast_contact\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\revents_stored\x18\x05 \x01(\x04\x12\x1f\n\x04gaps\x18\x06 \x03(\x0b\x32\x11.tallyport.v1.Gap\x12\x1c\n\x0f\x63lock_offset_ms\x18\x07 \x01(\x03H\x00\x88\x01\x01\x12*\n\x06\x61larms\x18\x08 \x03(\x0b\x32\x1a.tallyport.v1.GatewayAlarmB\x12\n\x10_clock_offset_ms\"D\n\x14ListGatewaysResponse\x12,\n\x08gateways\x18\x01 \x03(\x0b\x32\x1a.tallyport.v1.GatewayState2\xb1\x03\n\x10InventoryService\x12G\n\x0bGetPosition\x12 .tallyport.v1.GetPositionRequest\x1a\x16.tallyport.v1.Position\x12O\n\nListOnHand\x12\x1f.tallyport.v1.ListOnHandRequest\x1a .tallyport.v1.ListOnHandResponse\x12O\n\nListEvents\x12\x1f.tallyport.v1.ListEventsRequest\x1a .tallyport.v1.ListEventsResponse\x12[\n\x0eListQuarantine\x12#.tallyport.v1.ListQuarantineRequest\x1a$.tallyport.v1.ListQuarantineResponse\x12U\n\x0cListGateways\x12!.tallyport.v1.ListGatewaysRequest\x1a\".tallyport.v1.ListGatewaysResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,31 +37,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETPOSITIONREQUEST']._serialized_start=133
   _globals['_GETPOSITIONREQUEST']._serialized_end=165
   _globals['_POSITION']._serialized_start=168
-  _globals['_POSITION']._serialized_end=475
-  _globals['_LISTONHANDREQUEST']._serialized_start=477
-  _globals['_LISTONHANDREQUEST']._serialized_end=532
-  _globals['_ONHAND']._serialized_start=534
-  _globals['_ONHAND']._serialized_end=646
-  _globals['_LISTONHANDRESPONSE']._serialized_start=648
-  _globals['_LISTONHANDRESPONSE']._serialized_end=707
-  _globals['_LISTEVENTSREQUEST']._serialized_start=710
-  _globals['_LISTEVENTSREQUEST']._serialized_end=970
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=972
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=1054
-  _globals['_LISTQUARANTINEREQUEST']._serialized_start=1056
-  _globals['_LISTQUARANTINEREQUEST']._serialized_end=1118
-  _globals['_QUARANTINEDEVENT']._serialized_start=1121
-  _globals['_QUARANTINEDEVENT']._serialized_end=1272
-  _globals['_LISTQUARANTINERESPONSE']._serialized_start=1274
-  _globals['_LISTQUARANTINERESPONSE']._serialized_end=1372
-  _globals['_LISTGATEWAYSREQUEST']._serialized_start=1374
-  _globals['_LISTGATEWAYSREQUEST']._serialized_end=1395
-  _globals['_GAP']._serialized_start=1397
-  _globals['_GAP']._serialized_end=1504
-  _globals['_GATEWAYSTATE']._serialized_start=1507
-  _globals['_GATEWAYSTATE']._serialized_end=1791
-  _globals['_LISTGATEWAYSRESPONSE']._serialized_start=1793
-  _globals['_LISTGATEWAYSRESPONSE']._serialized_end=1861
-  _globals['_INVENTORYSERVICE']._serialized_start=1864
-  _globals['_INVENTORYSERVICE']._serialized_end=2297
+  _globals['_POSITION']._serialized_end=524
+  _globals['_LISTONHANDREQUEST']._serialized_start=526
+  _globals['_LISTONHANDREQUEST']._serialized_end=620
+  _globals['_ONHAND']._serialized_start=622
+  _globals['_ONHAND']._serialized_end=734
+  _globals['_LISTONHANDRESPONSE']._serialized_start=736
+  _globals['_LISTONHANDRESPONSE']._serialized_end=820
+  _globals['_LISTEVENTSREQUEST']._serialized_start=823
+  _globals['_LISTEVENTSREQUEST']._serialized_end=1083
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=1085
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=1167
+  _globals['_LISTQUARANTINEREQUEST']._serialized_start=1169
+  _globals['_LISTQUARANTINEREQUEST']._serialized_end=1231
+  _globals['_QUARANTINEDEVENT']._serialized_start=1234
+  _globals['_QUARANTINEDEVENT']._serialized_end=1385
+  _globals['_LISTQUARANTINERESPONSE']._serialized_start=1387
+  _globals['_LISTQUARANTINERESPONSE']._serialized_end=1485
+  _globals['_LISTGATEWAYSREQUEST']._serialized_start=1487
+  _globals['_LISTGATEWAYSREQUEST']._serialized_end=1508
+  _globals['_GAP']._serialized_start=1510
+  _globals['_GAP']._serialized_end=1617
+  _globals['_GATEWAYSTATE']._serialized_start=1620
+  _globals['_GATEWAYSTATE']._serialized_end=1904
+  _globals['_LISTGATEWAYSRESPONSE']._serialized_start=1906
+  _globals['_LISTGATEWAYSRESPONSE']._serialized_end=1974
+  _globals['_INVENTORYSERVICE']._serialized_start=1977
+  _globals['_INVENTORYSERVICE']._serialized_end=2410
 # @@protoc_insertion_point(module_scope)

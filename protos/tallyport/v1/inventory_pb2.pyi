@@ -42,6 +42,12 @@ Global___GetPositionRequest: _TypeAlias = GetPositionRequest  # noqa: Y015
 
 @_typing.final
 class Position(_message.Message):
+    """Where an object is now, and where and how the newest event that moved it saw it. That event
+    (event_id, event_time, read_point_id, biz_step, disposition) is its last sighting.
+    Where is it now: present -> at last_seen_biz_location; in_transit -> on its way from there;
+    neither -> it left the system (an OBJECT event with action DELETE), last seen there.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -56,17 +62,30 @@ class Position(_message.Message):
     EVENT_TIME_FIELD_NUMBER: _builtins.int
     EVENT_ID_FIELD_NUMBER: _builtins.int
     GATEWAY_ID_FIELD_NUMBER: _builtins.int
+    PRESENT_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_BIZ_LOCATION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     epc_uri: _builtins.str
     gtin: _builtins.str
     sscc: _builtins.str
     biz_location: _builtins.str
+    """Kept as it always was: last_seen_biz_location, except "" once an OBJECT event with action
+    DELETE took the object out of the system. While in_transit it is the place it left from.
+    """
     read_point_id: _builtins.str
     biz_step: _events_pb2.BizStep.ValueType
     disposition: _events_pb2.Disposition.ValueType
     in_transit: _builtins.bool
+    """The last event left it on its way: biz_step departing or shipping, or disposition in_transit."""
     event_id: _builtins.str
     gateway_id: _builtins.str
+    present: _builtins.bool
+    """It is at last_seen_biz_location now (and counted in ListOnHand there, given a GTIN and a
+    location): false once it left, out of the system (an OBJECT event with action DELETE) or
+    on its way (in_transit).
+    """
+    last_seen_biz_location: _builtins.str
+    """The biz_location of the last event that moved it, kept after it left ("" if that event had none)."""
     @_builtins.property
     def event_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -84,10 +103,12 @@ class Position(_message.Message):
         event_time: _timestamp_pb2.Timestamp | None = ...,
         event_id: _builtins.str = ...,
         gateway_id: _builtins.str = ...,
+        present: _builtins.bool = ...,
+        last_seen_biz_location: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event_time", b"event_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["biz_location", b"biz_location", "biz_step", b"biz_step", "disposition", b"disposition", "epc_uri", b"epc_uri", "event_id", b"event_id", "event_time", b"event_time", "gateway_id", b"gateway_id", "gtin", b"gtin", "id", b"id", "in_transit", b"in_transit", "read_point_id", b"read_point_id", "sscc", b"sscc"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["biz_location", b"biz_location", "biz_step", b"biz_step", "disposition", b"disposition", "epc_uri", b"epc_uri", "event_id", b"event_id", "event_time", b"event_time", "gateway_id", b"gateway_id", "gtin", b"gtin", "id", b"id", "in_transit", b"in_transit", "last_seen_biz_location", b"last_seen_biz_location", "present", b"present", "read_point_id", b"read_point_id", "sscc", b"sscc"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -99,17 +120,32 @@ class ListOnHandRequest(_message.Message):
 
     GTIN_FIELD_NUMBER: _builtins.int
     BIZ_LOCATION_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     gtin: _builtins.str
     biz_location: _builtins.str
+    page_size: _builtins.int
+    """Rows per page: 0 means the default, 50000, which is also the maximum (what this RPC returned
+    in one answer before it had paging). Above the maximum: INVALID_ARGUMENT.
+    A request with neither page_size nor page_token may come from a client older than paging,
+    which would take a first page for the whole answer: when more rows match than one page holds
+    it fails RESOURCE_EXHAUSTED, as it always did. Set page_size to page through any number.
+    """
+    page_token: _builtins.str
+    """Opaque, from the previous response; keyset by (gtin, biz_location), so rows that change
+    between pages are neither repeated nor skipped. Malformed: INVALID_ARGUMENT.
+    """
     def __init__(
         self,
         *,
         gtin: _builtins.str = ...,
         biz_location: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["biz_location", b"biz_location", "gtin", b"gtin"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["biz_location", b"biz_location", "gtin", b"gtin", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -152,16 +188,20 @@ class ListOnHandResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ON_HAND_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """empty on the last page"""
     @_builtins.property
     def on_hand(self) -> _containers.RepeatedCompositeFieldContainer[Global___OnHand]: ...
     def __init__(
         self,
         *,
         on_hand: _abc.Iterable[Global___OnHand] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["on_hand", b"on_hand"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "on_hand", b"on_hand"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -72,7 +72,7 @@ class InventoryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListOnHand(self, request, context):
-        """On-hand quantity per GTIN per location; both filters optional.
+        """On-hand quantity per GTIN per location, by GTIN then location, paged; both filters optional.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

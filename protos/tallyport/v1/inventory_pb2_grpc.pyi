@@ -34,7 +34,7 @@ class InventoryServiceStub:
     GetPosition: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.GetPositionRequest, _inventory_pb2.Position]
     """Current position of one serialised object (by canonical id, EPC URI or EPC hex)."""
     ListOnHand: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListOnHandRequest, _inventory_pb2.ListOnHandResponse]
-    """On-hand quantity per GTIN per location; both filters optional."""
+    """On-hand quantity per GTIN per location, by GTIN then location, paged; both filters optional."""
     ListEvents: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListEventsRequest, _inventory_pb2.ListEventsResponse]
     """Stored events, newest first, paged and filtered."""
     ListQuarantine: _grpc.UnaryUnaryMultiCallable[_inventory_pb2.ListQuarantineRequest, _inventory_pb2.ListQuarantineResponse]
@@ -48,7 +48,7 @@ class InventoryServiceAsyncStub(InventoryServiceStub):
     GetPosition: _aio.UnaryUnaryMultiCallable[_inventory_pb2.GetPositionRequest, _inventory_pb2.Position]  # type: ignore[assignment]
     """Current position of one serialised object (by canonical id, EPC URI or EPC hex)."""
     ListOnHand: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListOnHandRequest, _inventory_pb2.ListOnHandResponse]  # type: ignore[assignment]
-    """On-hand quantity per GTIN per location; both filters optional."""
+    """On-hand quantity per GTIN per location, by GTIN then location, paged; both filters optional."""
     ListEvents: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListEventsRequest, _inventory_pb2.ListEventsResponse]  # type: ignore[assignment]
     """Stored events, newest first, paged and filtered."""
     ListQuarantine: _aio.UnaryUnaryMultiCallable[_inventory_pb2.ListQuarantineRequest, _inventory_pb2.ListQuarantineResponse]  # type: ignore[assignment]
@@ -71,7 +71,7 @@ class InventoryServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _inventory_pb2.ListOnHandRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_inventory_pb2.ListOnHandResponse, _abc.Awaitable[_inventory_pb2.ListOnHandResponse]]:
-        """On-hand quantity per GTIN per location; both filters optional."""
+        """On-hand quantity per GTIN per location, by GTIN then location, paged; both filters optional."""
 
     @_abc_1.abstractmethod
     def ListEvents(
