@@ -37,6 +37,9 @@ __all__ = [
 ALARMS_PER_STATUS_MAX = 64
 ALARM_CODE_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
 ALARM_MESSAGE_LENGTH_MAX = 1024
+# As master data refuses them: a message is one line of text for a person, and a NUL cannot even
+# be stored in PostgreSQL text.
+_CONTROL_PATTERN = re.compile(r"[\x00-\x1f\x7f]")
 # A protobuf Timestamp's range; a raised_at outside it is refused, not stored.
 _SECONDS_MIN, _SECONDS_MAX = -62_135_596_800, 253_402_300_799
 
@@ -90,7 +93,10 @@ async def save_gateway_status(store: Store, gateway_id: str, status: ingest_pb2.
             gateway_id,
             alarm.code,
             SEVERITY_NAMES[alarm.severity],
-            alarm.message,
+            # Display text: a control character (a NUL PostgreSQL cannot store, a newline from a
+            # multi-line diagnosis) becomes a space. Refusing the status would end the stream that
+            # also carries the gateway's events, on every reconnect.
+            _CONTROL_PATTERN.sub(" ", alarm.message),
             to_micros(alarm.raised_at) if alarm.HasField("raised_at") else now_us,
             now_us,
             int(alarm.active),

@@ -7,9 +7,10 @@ buffered without bound: its queue is emptied, it is marked `overflowed`, and its
 raises `SubscriberOverflow` (the service ends the stream with RESOURCE_EXHAUSTED; the client
 resubscribes with a snapshot). Publishing never waits for a subscriber.
 
-Changes are those of this aggregator process: with several aggregators on one PostgreSQL
-database, a subscriber sees the changes made by the instance it is connected to (the rules run
-on every instance, so every instance sees the rule-driven changes it made itself).
+The engine feeds the hub from the database (`exception_transitions`, by transition_id; see
+`cloud.exceptions.engine`), so with several aggregators on one PostgreSQL database a subscriber
+sees every change that recorded a transition, whichever instance made it; a change that recorded
+none (a priority moving) only reaches the subscribers of the instance that wrote it.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ __all__ = [
     "get_exception",
     "insert_exception",
     "insert_transitions",
+    "last_transition_id",
     "list_exceptions",
     "load_due",
     "load_gateway_alarms",
@@ -56,6 +57,7 @@ __all__ = [
     "save_item_states",
     "set_pending",
     "transitions_of",
+    "transitions_since",
     "update_exception",
 ]
 
@@ -270,20 +272,47 @@ async def transitions_of(sql: Sql, exception_id: str) -> list[Transition]:
         f"SELECT {_TRANSITION_COLUMNS} FROM exception_transitions WHERE exception_id = ? ORDER BY transition_id",
         (exception_id,),
     )
-    return [
-        Transition(
-            exception_id=row[0],
-            at_us=int(row[1]),
-            actor=row[2],
-            action=row[3],
-            from_state=row[4],
-            to_state=row[5],
-            reason=row[6],
-            escalation_level=int(row[7]),
-            owner_role=row[8],
-        )
-        for row in rows
-    ]
+    return [_transition(row) for row in rows]
+
+
+def _transition(row: Sequence[Any]) -> Transition:
+    return Transition(
+        exception_id=row[0],
+        at_us=int(row[1]),
+        actor=row[2],
+        action=row[3],
+        from_state=row[4],
+        to_state=row[5],
+        reason=row[6],
+        escalation_level=int(row[7]),
+        owner_role=row[8],
+    )
+
+
+async def last_transition_id(sql: Sql) -> int:
+    """The highest transition_id recorded so far (0 when none)."""
+    row = await sql.fetch_one("SELECT COALESCE(MAX(transition_id), 0) FROM exception_transitions")
+    return int(row[0]) if row is not None else 0
+
+
+async def transitions_since(
+    sql: Sql, after_id: int, also_ids: Sequence[int], limit: int
+) -> list[tuple[int, Transition, ExceptionRecord]]:
+    """Transitions with a transition_id above `after_id` or in `also_ids`, by transition_id, at
+    most `limit`, each with its exception as it is now (the feed of the subscription hub)."""
+    transition_columns = ", ".join(f"t.{name.strip()}" for name in _TRANSITION_COLUMNS.split(","))
+    exception_columns = ", ".join(f"e.{name.strip()}" for name in _COLUMNS.split(","))
+    where = "t.transition_id > ?"
+    parameters: list[object] = [after_id]
+    if also_ids:
+        where += f" OR t.transition_id IN ({_marks(len(also_ids))})"
+        parameters.extend(also_ids)
+    rows = await sql.fetch_all(
+        f"SELECT t.transition_id, {transition_columns}, {exception_columns} FROM exception_transitions t "
+        f"JOIN exceptions e ON e.exception_id = t.exception_id WHERE {where} ORDER BY t.transition_id LIMIT ?",
+        (*parameters, limit),
+    )
+    return [(int(row[0]), _transition(row[1:10]), _record(row[10:])) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,7 @@ __all__ = [
     "collect_kpis",
     "feed_quality",
     "freshness",
+    "lost_seqs",
 ]
 
 DATA_QUALITY_WEIGHTS: Mapping[str, float] = {
@@ -185,14 +186,24 @@ class EventTiming:
     lag_us_total: float
 
 
-def feed_quality(gateways: Iterable[GatewayRecord], timing: Mapping[str, EventTiming]) -> list[FeedQuality]:
-    """The data-quality dimensions and score per gateway (see the module docstring), by gateway_id."""
+def feed_quality(
+    gateways: Iterable[GatewayRecord],
+    timing: Mapping[str, EventTiming],
+    lost_by_gateway: Mapping[str, int] | None = None,
+) -> list[FeedQuality]:
+    """The data-quality dimensions and score per gateway (see the module docstring), by gateway_id.
+
+    `lost_by_gateway`: per gateway, the seqs of all its recorded gaps (`lost_seqs`); without it, those of the
+    gaps `gateways` carry, which `Store.list_gateways` caps at the newest per stream."""
     totals: dict[str, list[int]] = {}  # expected, lost, stored, duplicates, rejects
     for record in gateways:
         state = record.state
         total = totals.setdefault(state.gateway_id, [0, 0, 0, 0, 0])
         total[0] += state.committed_through_seq
-        total[1] += sum(gap.last_seq - gap.first_seq + 1 for gap in record.gaps)
+        if lost_by_gateway is None:
+            total[1] += sum(gap.last_seq - gap.first_seq + 1 for gap in record.gaps)
+        else:
+            total[1] = lost_by_gateway.get(state.gateway_id, 0)
         total[2] += state.events_stored
         total[3] += state.duplicates
         total[4] += state.rejects
@@ -263,6 +274,13 @@ async def event_timing(sql: Sql, since_us: int, until_us: int, sla_s: float) -> 
     return {str(row[0]): EventTiming(int(row[1]), int(row[2] or 0), float(row[3] or 0)) for row in rows}
 
 
+async def lost_seqs(sql: Sql) -> dict[str, int]:
+    """Per gateway: the seqs of every gap it ever had recorded (all time, every outbox)."""
+    rows = await sql.fetch_all("SELECT gateway_id, SUM(last_seq - first_seq + 1) FROM gaps GROUP BY gateway_id")
+    # PostgreSQL sums bigints as numeric (a Decimal here): int() reads both stores alike.
+    return {str(row[0]): int(row[1]) for row in rows}
+
+
 async def collect_kpis(
     store: Store,
     since_us: int,
@@ -277,6 +295,7 @@ async def collect_kpis(
         counted = await accuracy_rows(sql, "cycle_count", since_us, until_us)
         snapshot = await accuracy_rows(sql, "snapshot", since_us, until_us)
         timing = await event_timing(sql, since_us, until_us, timeliness_sla_s)
+        lost = await lost_seqs(sql)
         exceptions = await exception_stats(sql, since_us, until_us)
     return Kpis(
         since_us=since_us,
@@ -287,5 +306,5 @@ async def collect_kpis(
         by_snapshot_source=tuple(accuracy_groups(snapshot, lambda row: row.source)),
         freshness=tuple(freshness(gateways, now_us, freshness_sla_s)),
         exceptions=exceptions,
-        data_quality=tuple(feed_quality(gateways, timing)),
+        data_quality=tuple(feed_quality(gateways, timing, lost)),
     )

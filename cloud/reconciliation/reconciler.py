@@ -251,6 +251,9 @@ class Reconciler:
                 outcome = await self.pull(reconcile=True)
             except CloudError as exc:  # the store failed; try again next time
                 log.warning("periodic snapshot pull failed", extra={"error": str(exc)})
+            except Exception:
+                # A bug or an unforeseen failure must not end polling unseen until the server stops.
+                log.exception("periodic snapshot pull failed unexpectedly; polling goes on")
             else:
                 if outcome.result.status != "fresh":
                     log.debug("periodic pull served no fresh snapshot", extra={"status": outcome.result.status})

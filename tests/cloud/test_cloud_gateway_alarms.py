@@ -120,6 +120,25 @@ async def test_an_out_of_contract_status_ends_the_stream_and_stores_nothing(
     assert await list_gateway_alarms(await open_test_store()) == {}
 
 
+async def test_control_characters_in_a_message_become_spaces_and_the_stream_goes_on(
+    channel: aio.Channel, inventory: Any
+) -> None:
+    # A NUL used to fail the write on PostgreSQL and end the stream UNAVAILABLE on every reconnect;
+    # a newline comes from a multi-line diagnosis such as SQLite's quick_check.
+    async with Uplink(channel) as up:
+        await up.hello()
+        await _send_status(
+            up,
+            _alarm("outbox_salvaged", ingest_pb2.ALARM_SEVERITY_MAJOR, message="page 3 bad\npage 4 bad"),
+            _alarm("clock_skew", ingest_pb2.ALARM_SEVERITY_MINOR, message="a\x00b\tc"),
+        )
+        assert (await up.send(1, make_events(1, 3))).committed_through_seq == 3
+    assert await _alarms_listed(inventory) == {
+        "outbox_salvaged": (ingest_pb2.ALARM_SEVERITY_MAJOR, True, "page 3 bad page 4 bad"),
+        "clock_skew": (ingest_pb2.ALARM_SEVERITY_MINOR, True, "a b c"),
+    }
+
+
 async def test_too_many_alarms_in_one_status_are_refused(channel: aio.Channel) -> None:
     alarms = [_alarm(f"alarm_{n}", ingest_pb2.ALARM_SEVERITY_MINOR) for n in range(65)]
     async with Uplink(channel) as up:

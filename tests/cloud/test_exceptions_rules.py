@@ -6,6 +6,7 @@ Runs on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from grpc import aio
 from tallyport.v1 import events_pb2, ingest_pb2
 
+from cloud.errors import StoreError
+from cloud.exceptions import engine as engine_module
 from cloud.exceptions import store as repo
 from cloud.exceptions.models import ExceptionRecord
 from cloud.masterdata.models import Sku
@@ -233,6 +236,34 @@ async def test_a_late_backlog_of_readings_is_judged_by_when_they_were_measured(s
     assert await site.exceptions("excursion") == []
 
 
+@pytest.mark.parametrize("late_s", [600, -600], ids=["gateway-clock-behind", "gateway-clock-ahead"])
+async def test_excursion_is_timed_on_the_cloud_clock_when_a_gateway_clock_is_skewed(site: Site, late_s: int) -> None:
+    box = item(GTIN_CHILLED, "7101")
+    async with Uplink(site.channel) as up:
+        hello = ingest_pb2.Hello(
+            gateway_id="gw-dock4",
+            outbox_id="outbox-1",
+            agent_version="test/1",
+            gateway_time=Timestamp(seconds=T - late_s),
+        )
+        await up.call.write(ingest_pb2.GatewayMessage(hello=hello))
+        assert (await up.call.read()).WhichOneof("body") == "welcome"
+        g = T - late_s  # the gateway's clock when the cloud's reads T
+        await up.send(
+            1,
+            [
+                make_event(1, time_s=g, biz_location=COLD_ROOM, objects=[box]),
+                sensor_event(2, 5.0, g + 1),
+                sensor_event(3, 9.5, g + 10),  # out of 2..8 °C from here
+                sensor_event(4, 10.0, g + 30),
+            ],
+        )
+    await site.sweep(T + 35)  # 25 s out of range in fact: within the 30 s tolerance
+    assert await site.exceptions("excursion") == []
+    await site.sweep(T + 45)
+    assert "for 35 s (tolerance 30 s)" in only(await site.exceptions("excursion")).details
+
+
 async def test_unexpected_movement_after_shipping_repeats_then_clears_on_receipt(site: Site) -> None:
     pallet = item(GTIN_CHEAP, "6001")
     departing, storing = events_pb2.BIZ_STEP_DEPARTING, events_pb2.BIZ_STEP_STORING
@@ -368,6 +399,75 @@ async def test_gateway_alarm_repeats_then_clears_when_the_gateway_clears_it(site
         await up.send(3, [make_event(3, time_s=T)])
     await site.sweep(T + 63)
     assert only(await site.exceptions("gateway_alarm")).state == "cleared"
+
+
+async def test_a_failed_alarm_read_fails_the_sweep_and_keeps_the_acknowledged_alarm(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with Uplink(site.channel) as up:
+        await up.hello()
+        await up.call.write(alarm_status("outbox at 91 % of its cap"))
+        await up.send(1, [make_event(1, time_s=T)])
+    await site.sweep(T + 1)
+    raised = only(await site.exceptions("gateway_alarm"))
+    await site.server.exceptions.acknowledge(raised.exception_id, "ann", "on it")
+
+    async def unavailable(sql: object) -> list[object]:
+        raise StoreError("read: no database connection within 5 s")
+
+    monkeypatch.setattr(repo, "load_gateway_alarms", unavailable)
+    with pytest.raises(StoreError, match="no database connection"):
+        await site.sweep(T + 2)  # not read as "no alarms": that cleared it and lost the ack
+    monkeypatch.undo()
+    await site.sweep(T + 3)
+    kept = only(await site.exceptions("gateway_alarm"))
+    assert (kept.exception_id, kept.state) == (raised.exception_id, "acknowledged")
+    assert await site.trail(raised.exception_id) == [("raise", None, "open"), ("acknowledge", "open", "acknowledged")]
+
+
+async def test_a_truncated_on_hand_read_skips_the_on_hand_rules_for_that_sweep(
+    site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Uplink(site.channel) as up:
+        await up.hello()
+        add = events_pb2.ACTION_ADD
+        await up.send(1, [make_event(1, time_s=T, action=add, biz_location=PICK, quantities=[quantity(GTIN_CHEAP, 6)])])
+    await site.sweep(T)
+    raised = only(await site.exceptions("excess"))
+    assert await site.exceptions("stockout") == []
+    # The one on-hand row is one too many: judged on what came back, the excess would clear and
+    # the SKU would look out of stock.
+    monkeypatch.setattr(engine_module, "ON_HAND_ROWS_MAX", 0)
+    with caplog.at_level(logging.ERROR, logger="cloud.exceptions.engine"):
+        await site.sweep(T + 5)
+    kept = only(await site.exceptions("excess"))
+    assert (kept.exception_id, kept.state, kept.active) == (raised.exception_id, "open", True)
+    assert await site.exceptions("stockout") == []
+    (logged,) = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert "too many on-hand rows" in logged.getMessage()
+    assert logged.rules == ["excess", "excursion", "stockout"]  # type: ignore[attr-defined]
+    monkeypatch.undo()
+    await site.sweep(T + 10)
+    assert only(await site.exceptions("excess")).exception_id == raised.exception_id
+    assert await site.exceptions("stockout") == []
+
+
+async def test_a_truncated_positions_read_skips_the_dwell_rule_for_that_sweep(
+    site: Site, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pallet = item(GTIN_CHEAP, "5101")
+    async with Uplink(site.channel) as up:
+        await up.hello()
+        await up.send(1, [make_event(1, time_s=T, biz_location=DOCK, objects=[pallet])])
+    await site.sweep(T + 25)
+    raised = only(await site.exceptions("dwell"))
+    monkeypatch.setattr(engine_module, "POSITIONS_MAX", 0)  # the pallet standing there is one too many
+    with caplog.at_level(logging.ERROR, logger="cloud.exceptions.engine"):
+        await site.sweep(T + 30)
+    kept = only(await site.exceptions("dwell"))  # not cleared for want of the rows past the limit
+    assert (kept.exception_id, kept.state, kept.active) == (raised.exception_id, "open", True)
+    (logged,) = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert "too many items at dwell places" in logged.getMessage()
 
 
 async def test_tier_transition_repeats_then_clears_when_the_master_follows(site: Site) -> None:
