@@ -41,6 +41,8 @@ REQUEST_BYTES = 8  # id, function, address (2), count (2), CRC (2)
 DEVICES = 32
 POLL_INTERVAL_MS = 100
 WARMUP_S = 0.5
+# Cancelling the bus and stopping the simulator take milliseconds; past this, something lost its cancel.
+STOP_TIMEOUT_S = 10.0
 
 
 def bus_time_limit_polls_per_s(registers: int = REGISTERS_PER_POLL) -> tuple[float, float]:
@@ -103,8 +105,16 @@ async def _measure(duration_s: float, pty_link: Path | None) -> tuple[float, flo
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await simulator.stop()
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+                await simulator.stop()
+        except TimeoutError as exc:
+            # A bus that outlives its cancel polls on with nobody reading: say so instead of hanging.
+            raise RuntimeError(f"the bus or the simulator did not stop within {STOP_TIMEOUT_S} s") from exc
+    failures = [outcome for outcome in outcomes if not isinstance(outcome, asyncio.CancelledError)]
+    if failures:
+        raise RuntimeError(f"the bus or its consumer ended with {failures[0]!r}") from failures[0]
     faults = sum(status.faults_total + status.no_response_total for status in bus.status.devices.values())
     return exchanges / elapsed, read / elapsed, faults
 

@@ -7,8 +7,11 @@ do) would throw the backlog away. Instead, before the outbox opens, `inspect_out
 - the database file is empty (0 bytes) with no WAL beside it: the file was cut to nothing;
 - the WAL beside it has an invalid header (magic, version, page size or checksum): SQLite would
   silently ignore it, and every commit since the last checkpoint with it;
-- opening or `PRAGMA quick_check` fails ("file is not a database", "database disk image is
-  malformed", a truncated file, a page that does not parse);
+- opening or `PRAGMA quick_check` fails with SQLITE_NOTADB or SQLITE_CORRUPT ("file is not a
+  database", "database disk image is malformed", a truncated file, a page that does not parse), or
+  quick_check reports problems. Any other error (the file locked by another program, an I/O error,
+  out of memory) says nothing about the file: `inspect_outbox` raises OutboxError, to be retried,
+  and never has a healthy file moved aside;
 - the file is shorter than its header says, or not a whole number of pages (SQLite would read the
   missing part as zeros without a word).
 
@@ -17,7 +20,8 @@ in rowid order and, where a read fails, goes over the rows one at a time up to t
 forward (exponentially, then by bisection) for the next key that reads, so one bad leaf page loses only
 the rows on it. A destroyed 100-byte header is rebuilt first (the page size is recognised from the page
 headers). Where the events table was damaged (an interior page hides every leaf below it), its rows are
-also read straight from the leaf pages (`edge.outbox.page_scan`), skipping the freelist so rows deleted
+also read straight from the leaf pages (`edge.outbox.page_scan`; the copy's WAL is checkpointed into it
+first, as the scan reads the main file only), skipping the freelist so rows deleted
 after their ack do not come back. Event rows are kept only if their payload parses and agrees with the
 row's seq, event_id and class (SQLite keeps no checksum per row: damage that leaves a payload parsing
 and agreeing is not detected). The rows go into a fresh outbox built beside the original, which then
@@ -63,7 +67,7 @@ import sqlite3
 import struct
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -84,6 +88,8 @@ INSERT_ROWS_PER_CHUNK = 1000
 ROWS_PER_READ = 1000
 KEY_MAX = 2**63 - 1
 QUICK_CHECK_LINES_MAX = 5
+SQLITE_CORRUPT = 11  # primary result codes that mean damage; every other error is worth a retry
+SQLITE_NOTADB = 26
 SQLITE_MAGIC = b"SQLite format 3\x00"
 WAL_MAGICS = (0x377F0682, 0x377F0683)
 WAL_VERSION = 3007000
@@ -228,12 +234,30 @@ def inspect_outbox(path: Path) -> str | None:
     try:
         # Read-only, so that looking at a damaged file never checkpoints into it.
         with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
-            lines = [str(row[0]) for row in db.execute(f"PRAGMA quick_check({QUICK_CHECK_LINES_MAX})")]
-    except sqlite3.DatabaseError as exc:
-        return str(exc)
+            rows = [str(row[0]) for row in db.execute(f"PRAGMA quick_check({QUICK_CHECK_LINES_MAX})")]
+    except sqlite3.Error as exc:
+        if _is_damage(exc):
+            return str(exc)
+        # Locked by another program (an operator's sqlite3 shell, a backup), a transient I/O error on the
+        # flash, out of memory: the file may be sound. Salvaging would move a healthy outbox aside (and
+        # any writer still holding it would go on writing into the file set aside), so retry instead.
+        raise OutboxError(
+            f"outbox {path}: cannot check it ({exc}; {getattr(exc, 'sqlite_errorname', 'no SQLite error code')});"
+            " not treated as damage, try again"
+        ) from exc
+    # One answer row can hold several lines ("*** in database main ***\nPage 2: ..."): the problem goes
+    # into the alarm message and the log on one line.
+    lines = [line.strip() for row in rows for line in row.splitlines() if line.strip()]
     if lines != ["ok"]:
         return "quick_check: " + "; ".join(lines)
     return None
+
+
+def _is_damage(exc: sqlite3.Error) -> bool:
+    """Whether SQLite's error says the file itself is damaged (SQLITE_CORRUPT, SQLITE_NOTADB)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    # Extended codes (SQLITE_CORRUPT_INDEX, ...) carry the primary code in their low byte.
+    return isinstance(code, int) and code & 0xFF in (SQLITE_CORRUPT, SQLITE_NOTADB)
 
 
 def _size_problem(path: Path, size: int) -> str | None:
@@ -286,8 +310,10 @@ def _named(path: Path, suffix: str) -> Path:
 def finish_interrupted_salvage(path: Path, clock: Clock) -> Path | None:
     """Complete a salvage a crash interrupted; return where the damaged file went, if it moved now.
 
-    `<name>.salvage-ready` exists only once the salvaged outbox is complete and synced; whatever is
-    at `path` then is the damaged file (or nothing, if the crash came after it moved).
+    `<name>.salvage-ready` exists only once the salvaged outbox is complete and synced (and stands
+    alone, without a WAL); whatever is at `path`, `-wal` or `-shm` then belongs to the damaged file,
+    or nothing, if the crash came after they moved. A leftover `-wal` must go aside even when `path`
+    has gone already: SQLite would otherwise replay the damaged file's commits over the salvaged one.
     """
     ready = _named(path, ".salvage-ready")
     for scratch in (_named(path, ".salvage-copy"), _named(path, ".salvage-new")):
@@ -295,7 +321,8 @@ def finish_interrupted_salvage(path: Path, clock: Clock) -> Path | None:
             file.unlink(missing_ok=True)
     if not ready.exists():
         return None
-    aside = _move_aside(path, _aside_name(path, clock)) if path.exists() else None
+    leftovers = any(file.exists() for file in (path, *_sidecars(path)))
+    aside = _move_aside(path, _aside_name(path, clock)) if leftovers else None
     os.replace(ready, path)
     _fsync_directory(path.parent)
     return aside
@@ -350,8 +377,12 @@ def _aside_name(path: Path, clock: Clock) -> Path:
 
 
 def _move_aside(path: Path, aside: Path) -> Path:
-    """Rename the file and its -wal/-shm to `aside` (and its -wal/-shm); return `aside`."""
-    for source, target in zip((path, *_sidecars(path)), (aside, *_sidecars(aside)), strict=True):
+    """Rename the file's -wal/-shm and then the file to `aside` (and its -wal/-shm); return `aside`.
+
+    Side files first: a crash between the renames then leaves the damaged file without its WAL, never
+    a WAL without its file that could be replayed over the salvaged outbox once it takes `path`.
+    """
+    for source, target in zip((*_sidecars(path), path), (*_sidecars(aside), aside), strict=True):
         if source.exists():
             os.replace(source, target)
     _fsync_directory(path.parent)
@@ -433,7 +464,7 @@ def _copy_rows(source: sqlite3.Connection, target: sqlite3.Connection, report: S
                 break
             _copy_table(source, target, table, report)
         if "outbox" in report.tables_damaged or "sqlite_schema" in report.tables_damaged:
-            scanned_counter = _recover_events_from_pages(copy, target, report)
+            scanned_counter = _recover_events_from_pages(source, copy, target, report)
             if scanned_counter is not None and (old_counter is None or scanned_counter > old_counter):
                 old_counter = scanned_counter
         target.execute("INSERT INTO meta (key, value) VALUES ('outbox_id', ?)", (report.new_outbox_id,))
@@ -449,13 +480,22 @@ def _copy_rows(source: sqlite3.Connection, target: sqlite3.Connection, report: S
         raise
 
 
-def _recover_events_from_pages(copy: Path, target: sqlite3.Connection, report: SalvageReport) -> int | None:
+def _recover_events_from_pages(
+    source: sqlite3.Connection, copy: Path, target: sqlite3.Connection, report: SalvageReport
+) -> int | None:
     """Add the events the b-tree walk could not reach, read from the leaf pages themselves (`page_scan`).
 
     Only event rows are taken this way, each checked like a walked one; never journaled reads, which a
     stale page could bring back after they became events. Returns the highest AUTOINCREMENT counter of
     the events table found on the pages, if any.
+
+    The scan reads the main file only, so the scratch copy's WAL is checkpointed into it first (it is
+    scratch: nothing else sees it). Scanning past a WAL would bring back rows acknowledged and deleted
+    in it (their pages are live in the main file, and its freelist is stale) and miss rows only the WAL
+    holds. If the checkpoint cannot complete, the scan is not done, and the log says why.
     """
+    if not _checkpointed(source, copy):
+        return None
     with copy.open("rb") as file:
         header = file.read(18)
     (page_size,) = struct.unpack(">H", header[16:18]) if len(header) == 18 else (0,)
@@ -464,6 +504,7 @@ def _recover_events_from_pages(copy: Path, target: sqlite3.Connection, report: S
         return None
     counter: int | None = None
     recovered = 0
+    insert = replace(_OUTBOX, or_ignore=True).insert([name for name, _ in _OUTBOX.columns])
     for leaf in scan_table_leaves(copy, page_size):
         values = leaf.values
         if len(values) == 2 and values[0] == "outbox" and isinstance(values[1], int):
@@ -474,12 +515,30 @@ def _recover_events_from_pages(copy: Path, target: sqlite3.Connection, report: S
             continue
         row = (leaf.rowid, *values[1 : len(_OUTBOX_TYPES)])
         if _well_typed(_OUTBOX_TYPES, row) and _event_matches(row):
-            insert = _OUTBOX.insert([name for name, _ in _OUTBOX.columns]).replace("INSERT", "INSERT OR IGNORE", 1)
             recovered += target.execute(insert, row).rowcount
     if recovered:
         log.warning("outbox salvage: events recovered from leaf pages", extra={"events": recovered})
         _recount_events(target, report)
     return counter
+
+
+def _checkpointed(source: sqlite3.Connection, copy: Path) -> bool:
+    """Whether every frame of the scratch copy's WAL is now in its main file (True when it has none)."""
+    wal, _shm = _sidecars(copy)
+    error = "the WAL was not emptied"
+    try:
+        source.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    except sqlite3.Error as exc:
+        error = str(exc)
+    # TRUNCATE empties the WAL only once every frame is in the main file: judge by that, not the result.
+    if not wal.exists() or wal.stat().st_size == 0:
+        return True
+    log.error(
+        "outbox salvage: the damaged file's WAL could not be checkpointed into the scratch copy; the leaf"
+        " page scan is skipped (it would read stale pages), so events behind damaged pages stay lost",
+        extra={"error": error},
+    )
+    return False
 
 
 def _recount_events(target: sqlite3.Connection, report: SalvageReport) -> None:

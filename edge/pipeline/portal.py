@@ -55,7 +55,14 @@ offset its own reads showed). A valid read is a *late duplicate*, dropped before
 - a remembered pass of this portal, or of a neighbour (a late cross-read), emitted its EPC;
 - it is late for that pass: it arrived at least `session_idle_ms` later, relative to its read time, than
   that pass's reads did (so it could not have joined the pass; the offset absorbs the reader's clock skew,
-  and a tag read live again after the pass, a pallet backing out, is never late); and
+  and a tag read live again after the pass, a pallet backing out, is never late). A read by another reader
+  than the pass's (the neighbour door's) is first put on the pass's readers' clock through gateway time,
+  with the offset its own reader showed: the least arrival-minus-read-time of that reader's reads and
+  photo-eye edges (live ones arrive with the least delay; the estimate may rise only as fast as a clock
+  drifts, `READER_CLOCK_DRIFT_MAX`, so a replayed buffer never passes for the reader's clock). A reader
+  not heard live since start has no offset yet and is taken to agree with the pass's readers: if the
+  two clocks differ by more than `session_idle_ms`, its first live read of a pallet back from the
+  neighbour door within the horizon can then be taken for a late read; and
 - its read time lies in the pass's span, or up to `late_read_horizon_ms` before its first read (the approach
   to the door, or the first half of a passage whose second half came live; a replayed buffer runs oldest
   first, so these come before anything that could link them to the pass), or after its last read up to
@@ -154,6 +161,10 @@ LATE_READ_EPCS_MAX = 50_000
 RELEASED_HISTORY_MAX = 256
 RAW_DIGESTS_MAX = 4096
 ORPHAN_REJECTED_MAX = 1000
+# How fast a reader's clock may drift from the gateway's (100 ppm: 8.6 s a day, above a plain crystal's
+# 20-50 ppm). A reader's learned clock offset may grow at this rate without a read to show it, and no
+# faster, so a buffer replayed after an outage (hours late) never passes for the reader's clock relation.
+READER_CLOCK_DRIFT_MAX = 1e-4
 # A pass takes the direction most of its EPCs vote for only with this share of the votes; below it the
 # evidence contradicts itself and "unknown" is the honest answer.
 DIRECTION_VOTE_SHARE_MIN = 2 / 3
@@ -300,9 +311,25 @@ class _EmittedPass:
     started_at: datetime  # reader time of its first evidence
     ended_at: datetime  # reader time of its last evidence
     arrival_offset: timedelta  # arrival minus read time of the session's last evidence: the clock relation
+    readers: frozenset[str]  # the readers whose clocks its span is in (those that read its objects)
     closed_arrival: datetime  # gateway time the session closed: the memory's age
     continued_until: datetime  # reader time of the pass's last read, or of the latest late read continuing it
     late_reads: int = 0
+
+
+@dataclass
+class _ReaderClock:
+    """How a reader's clock relates to the gateway's: the least arrival-minus-read-time of its reads."""
+
+    offset: timedelta  # gateway time minus reader time, plus the (least) delivery delay
+    at_arrival: datetime  # gateway time the estimate was last lowered or confirmed
+
+    def update(self, arrival: datetime, seen_at: datetime) -> None:
+        # Live reads arrive with the least delay; a late one only ever shows a larger offset. The estimate
+        # may rise as fast as a clock can drift, so a slow drift is followed and a replay is not.
+        aged = self.offset + (arrival - self.at_arrival) * READER_CLOCK_DRIFT_MAX
+        self.offset = min(arrival - seen_at, aged)
+        self.at_arrival = arrival
 
 
 @dataclass
@@ -368,6 +395,8 @@ class PortalEngine:
             milliseconds=max((c.session_max_ms + 2 * c.session_idle_ms for c in configs), default=0)
         )
         self._unrouted: Counter[str] = Counter()
+        # Per configured reader (so bounded by the config), its clock relation as its reads showed it.
+        self._reader_clocks: dict[str, _ReaderClock] = {}
 
     # --- input ---------------------------------------------------------------------------------------
 
@@ -385,6 +414,8 @@ class PortalEngine:
         decoded = decode_epc(read.epc_hex)
         if decoded.valid and self._late_duplicate(state, read, decoded.epc_hex, arrival):
             return
+        # Learned after the judgement, from reads not dropped as late: a read must not vouch for itself.
+        self._learn_clock(read.reader, arrival, seen_at)
         session = state.session
         if session is None and state.config.gpi_bounded:
             self._outside_session(state, read, decoded)
@@ -409,6 +440,7 @@ class PortalEngine:
             return
         state, eye = routed
         state.counters["gpi_edges"] += 1
+        self._learn_clock(event.reader, arrival, seen_at)  # photo-eye edges come before the load's tag reads
         self._expire(state, arrival)
         blocked = event.state == state.config.photo_eye_blocked_state
         was_blocked = state.eyes_blocked[eye]
@@ -430,6 +462,13 @@ class PortalEngine:
             session.last_arrival = max(session.last_arrival, arrival)
             session.started_at = min(session.started_at, seen_at)
             session.ended_at = max(session.ended_at, seen_at)
+
+    def _learn_clock(self, reader: str, arrival: datetime, seen_at: datetime) -> None:
+        clock = self._reader_clocks.get(reader)
+        if clock is None:
+            self._reader_clocks[reader] = _ReaderClock(arrival - seen_at, arrival)
+        else:
+            clock.update(arrival, seen_at)
 
     # --- time ----------------------------------------------------------------------------------------
 
@@ -624,7 +663,14 @@ class PortalEngine:
             if built.objects:
                 epcs = frozenset(item.epc.epc_hex for item in built.objects)
                 record = _EmittedPass(
-                    built.number, epcs, built.started_at, built.ended_at, offset, closed.closed_at, built.ended_at
+                    built.number,
+                    epcs,
+                    built.started_at,
+                    built.ended_at,
+                    offset,
+                    frozenset(built.readers),
+                    closed.closed_at,
+                    built.ended_at,
                 )
                 _remember_emitted(state, record)
 
@@ -723,17 +769,32 @@ class PortalEngine:
         horizon = timedelta(milliseconds=state.config.late_read_horizon_ms)
         for owner in (state, *(self._portals[name] for name in sorted(state.neighbours))):
             for record in owner.emitted_by_epc.get(epc, ()):
+                # The read time on the pass's readers' clock, which the pass's span and offset are in.
+                seen_at = read.seen_at + self._clock_shift(read.reader, record)
                 # Late: it reached us at least an idle gap later than that pass's own reads, read time for
                 # read time, so it cannot have been part of the pass when it was live.
-                late = arrival - (read.seen_at + record.arrival_offset) >= state.idle
-                if late and _continues(record, read.seen_at, horizon, state.idle):
-                    record.continued_until = max(record.continued_until, read.seen_at)
-                    self._count_late(state, owner, record, read, arrival)
+                late_by = arrival - (seen_at + record.arrival_offset)
+                if late_by >= state.idle and _continues(record, seen_at, horizon, state.idle):
+                    record.continued_until = max(record.continued_until, seen_at)
+                    self._count_late(state, owner, record, read, late_by)
                     return True
         return False
 
+    def _clock_shift(self, reader: str, record: _EmittedPass) -> timedelta:
+        """What turns a read time of `reader` into one of the clock `record`'s span is in.
+
+        Nothing for a reader of the pass itself. Another reader (the neighbour door's, a cross-read) may
+        run on a different clock: its own learned offset against the pass's converts through gateway
+        time. A reader not heard live before has none yet; its clock is taken to agree with the pass's
+        readers (a buffer it replays first is then judged by the pass's offset).
+        """
+        clock = self._reader_clocks.get(reader)
+        if reader in record.readers or clock is None:
+            return timedelta(0)
+        return clock.offset - record.arrival_offset
+
     def _count_late(
-        self, state: _PortalState, owner: _PortalState, record: _EmittedPass, read: TagRead, arrival: datetime
+        self, state: _PortalState, owner: _PortalState, record: _EmittedPass, read: TagRead, late_by: timedelta
     ) -> None:
         state.counters["late_reads_dropped"] += 1
         record.late_reads += 1
@@ -751,7 +812,7 @@ class PortalEngine:
                 "pass_portal": owner.config.name,
                 "pass_number": record.number,
                 "reader": read.reader,
-                "late_by_s": round((arrival - read.seen_at - record.arrival_offset).total_seconds(), 3),
+                "late_by_s": round(late_by.total_seconds(), 3),
             },
         )
 

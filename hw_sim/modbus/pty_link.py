@@ -44,6 +44,7 @@ class _Direction:
         self.target = target
         self._line = line
         self.bytes_total = 0
+        self.closed = False
 
     def on_readable(self) -> None:
         try:
@@ -62,6 +63,9 @@ class _Direction:
         loop.call_at(self._line.free_at, self._deliver, data)
 
     def _deliver(self, data: bytes) -> None:
+        if self.closed:
+            # A paced chunk still due after close(): its fd number may belong to a newer pty by now.
+            return
         with contextlib.suppress(BlockingIOError, OSError):
             # A full pty buffer drops bytes, as an overrun UART would.
             os.write(self.target, data)
@@ -108,6 +112,7 @@ class PtyNullModem:
         loop = asyncio.get_running_loop()
         for direction in self._directions:
             loop.remove_reader(direction.source)
+            direction.closed = True
         # The slaves are ours too and closed last: closing them first would hang up the line for the peers.
         for fd in self._fds:
             with contextlib.suppress(OSError):

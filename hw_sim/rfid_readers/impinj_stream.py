@@ -90,7 +90,8 @@ class ImpinjStreamServer:
             await asyncio.wait({self._current}, timeout=WRITE_TIMEOUT_S)
         if self._server is not None:
             self._server.close()
-            await asyncio.wait_for(self._server.wait_closed(), timeout=WRITE_TIMEOUT_S)
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await self._server.wait_closed()
 
     async def play(self, items: Iterable[ReaderItem], *, speedup: float = 1.0) -> int:
         """Queue every item as an event line at its time (sped up); returns how many were queued."""
@@ -140,7 +141,8 @@ class ImpinjStreamServer:
         finally:
             writer.close()
             with contextlib.suppress(ConnectionError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), timeout=WRITE_TIMEOUT_S)
+                async with asyncio.timeout(WRITE_TIMEOUT_S):
+                    await writer.wait_closed()
 
     async def _read_request(self, reader: asyncio.StreamReader) -> int:
         try:
@@ -172,12 +174,16 @@ class ImpinjStreamServer:
             + extra
             + b"Content-Length: 0\r\nConnection: close\r\n\r\n"
         )
-        await asyncio.wait_for(writer.drain(), timeout=WRITE_TIMEOUT_S)
+        async with asyncio.timeout(WRITE_TIMEOUT_S):
+            await writer.drain()
 
     async def _stream(self, writer: asyncio.StreamWriter) -> None:
         while True:
             try:
-                line = await asyncio.wait_for(self._lines.get(), timeout=self._keepalive_s)
+                # asyncio.timeout, never wait_for: Python 3.11's wait_for drops a cancel (a newer client
+                # replacing this one) that lands as a line arrives, and this handler would go on streaming.
+                async with asyncio.timeout(self._keepalive_s):
+                    line = await self._lines.get()
             except TimeoutError:
                 await self._write_chunk(writer, KEEPALIVE)
                 self.keepalives_sent_total += 1
@@ -195,4 +201,5 @@ class ImpinjStreamServer:
 
     async def _write_chunk(self, writer: asyncio.StreamWriter, data: bytes) -> None:
         writer.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        await asyncio.wait_for(writer.drain(), timeout=WRITE_TIMEOUT_S)
+        async with asyncio.timeout(WRITE_TIMEOUT_S):
+            await writer.drain()

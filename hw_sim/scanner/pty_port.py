@@ -63,7 +63,9 @@ class PtyPort:
     async def read(self, timeout_s: float) -> bytes:
         """Bytes the gateway sent back (ACK/NAK), or b"" after `timeout_s`."""
         try:
-            return await asyncio.wait_for(self._incoming.get(), timeout_s)
+            # asyncio.timeout, never wait_for: Python 3.11's wait_for drops a cancel that lands as bytes arrive.
+            async with asyncio.timeout(timeout_s):
+                return await self._incoming.get()
         except TimeoutError:
             return b""
 

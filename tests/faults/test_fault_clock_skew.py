@@ -80,12 +80,13 @@ async def test_clock_skew_loses_and_doubles_nothing_and_event_times_are_the_gate
     assert scans, "no scan reached the cloud"
     assert not stray, f"event times not shifted by the gateway's offset {offsets_s}: {stray[:5]} s"
     assert set(nearest) == set(offsets_s), f"not every clock setting stamped events: {set(nearest)}"
-    if measured_offset is not None:  # a cloud that measures the gateway's clock must see the latest offset
-        assert abs(measured_offset + offsets_s[-1] * 1000) < STAMPING_SLACK_S * 1000, measured_offset
+    # The cloud measures the gateway's clock at each Hello: it must report it, and see the latest offset.
+    assert measured_offset is not None, "the cloud reports no clock offset for the gateway"
+    assert abs(measured_offset + offsets_s[-1] * 1000) < STAMPING_SLACK_S * 1000, measured_offset
 
 
 async def _cloud_measured_offset_ms(port: int, gateway_id: str) -> int | None:
-    """The clock offset the cloud says it measured for the gateway, if this cloud reports one."""
+    """The clock offset the cloud says it measured for the gateway; None if it reports none."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         reply = await inventory_pb2_grpc.InventoryServiceStub(channel).ListGateways(
             inventory_pb2.ListGatewaysRequest(), timeout=5

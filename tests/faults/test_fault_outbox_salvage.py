@@ -5,7 +5,9 @@ The backlog is written through the edge's real outbox API; part of it is first d
 the old outbox_id (as if the agent had sent it but died before its delete was durable), so the salvaged
 outbox (a new outbox_id) resends events the cloud already holds. Then the file is damaged for real:
 leaf pages overwritten with random bytes, the tail cut off, the events table's root page overwritten
-(every leaf intact but unreachable through the b-tree), or the header destroyed. Which events sat on
+(every leaf intact but unreachable through the b-tree), or the header destroyed; or leaf pages
+overwritten in a file the agent was killed with, its ack of the delivered events (their delete) still
+only in the WAL, which the salvage must read through. Which events sat on
 the damaged pages is read from SQLite's own page map (`dbstat`) before the damage, independently of the
 salvage code; those may be lost (unless already in the cloud), every other one must be in the cloud once.
 A live scanner keeps scanning after the restart to show the agent runs on.
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import shutil
 import sqlite3
 import time
 from collections import Counter
@@ -69,10 +73,34 @@ def _leaves(path: Path) -> list[tuple[int, list[int]]]:
     return out
 
 
+def _killed_after_deleting_the_delivered(path: Path) -> None:
+    """Leave the outbox as an agent killed right after deleting the delivered events: the delete in the WAL."""
+    live = sqlite3.connect(path, isolation_level=None)
+    killed = [(file, file.with_name(file.name + ".killed")) for file in (path, *_sidecars(path))]
+    try:
+        live.execute("PRAGMA journal_mode=WAL")
+        live.execute("PRAGMA wal_autocheckpoint=0")
+        live.execute("DELETE FROM outbox WHERE seq <= ?", (DELIVERED_BEFORE,))
+        for file, copy in killed:
+            shutil.copyfile(file, copy)
+    finally:
+        live.close()  # a clean close checkpoints; the copies are what the kill left
+    for file, copy in killed:
+        os.replace(copy, file)
+    assert _sidecars(path)[0].stat().st_size > 0
+
+
+def _sidecars(path: Path) -> tuple[Path, Path]:
+    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+
+
 def _damage(path: Path, kind: str, rng: random.Random) -> set[int]:
     """Damage the closed outbox file; return the seqs whose rows sat on damaged pages."""
     leaves = _leaves(path)
     pages = path.stat().st_size // 4096
+    if kind == "wal":
+        _killed_after_deleting_the_delivered(path)
+        kind = "pages"  # of the main file, on leaves the delete in the WAL did not touch
     late = [(page, seqs) for page, seqs in leaves if min(seqs) > DELIVERED_BEFORE + 100 and page < pages - 5]
     if kind == "pages":
         chosen = rng.sample(late, PAGES_DAMAGED)
@@ -124,6 +152,10 @@ def _asides(root: Path) -> list[Path]:
     ]
 
 
+def _kept_wals(root: Path) -> list[Path]:
+    return [p for p in root.iterdir() if p.name.startswith("outbox.db.corrupt-") and p.name.endswith("-wal")]
+
+
 async def _wait_stored(site: FaultSite, total: int, timeout_s: float) -> None:
     """Until the cloud has stored `total` events for the gateway, or the time is up (then the count shows it)."""
     deadline = time.monotonic() + timeout_s
@@ -144,7 +176,7 @@ async def _gateway_alarms(site: FaultSite) -> dict[str, ingest_pb2.GatewayAlarm]
     }
 
 
-@pytest.mark.parametrize("kind", ["pages", "truncated", "root", "header"])
+@pytest.mark.parametrize("kind", ["pages", "truncated", "root", "header", "wal"])
 async def test_a_damaged_outbox_is_salvaged_and_every_readable_event_reaches_the_cloud_once(
     tmp_path: Path, kind: str
 ) -> None:
@@ -193,3 +225,9 @@ async def test_a_damaged_outbox_is_salvaged_and_every_readable_event_reaches_the
         assert f"at most {lost_unreadable} events lost" in salvaged.message, salvaged.message
     if kind in ("root", "header"):
         assert "at most 0 events lost" in salvaged.message, salvaged.message
+    if kind == "wal":
+        # The delivered events were deleted in the WAL: the salvage (its leaf scan included) must not
+        # bring them back from the stale main-file pages.
+        readable_undelivered = len({seq for seq in kept if seq > DELIVERED_BEFORE})
+        assert f"salvaged {readable_undelivered} events " in salvaged.message, salvaged.message
+        assert _kept_wals(tmp_path), "the damaged file's WAL is kept aside with it"

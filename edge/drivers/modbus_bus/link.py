@@ -13,14 +13,20 @@ pymodbus's own retries and reconnects are switched off (``retries=0``, ``reconne
 driver retries per device, interleaving other devices between attempts, and reopens the port with the
 agent's jittered ``Backoff``. pymodbus resends a timed-out request at once and cannot tell a device that is
 silent from one that garbles; the ``trace_packet`` hook sees the bytes that arrived, which tells them apart.
+
+pymodbus 3.16 waits for a response (and for the connection) with ``asyncio.wait_for``. On Python 3.11 that
+returns the result and drops the cancellation when a cancel lands in the event-loop iteration in which the
+response arrived; the bus task then kept polling after it was cancelled, and nothing could stop it. The task
+still counts the cancel (``Task.cancelling()``), so each call into pymodbus raises it again afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import termios
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -180,10 +186,14 @@ class ModbusLink:
         timeout_s = (self._config.request_timeout_ms + REQUEST_TIMEOUT_SLACK_MS) / 1000
         try:
             # pymodbus bounds the connect with its timeout; the outer one covers a pymodbus that does not.
-            async with asyncio.timeout(max(timeout_s, 1.0)):
-                connected = await client.connect()
+            with _cancels_kept():
+                async with asyncio.timeout(max(timeout_s, 1.0)):
+                    connected = await client.connect()
         except TimeoutError:
             connected = False
+        except asyncio.CancelledError:
+            client.close()
+            raise
         except (ModbusException, OSError) as exc:
             client.close()
             raise PortClosedError(f"opening {self._config.endpoint}: {type(exc).__name__}: {exc}") from exc
@@ -222,11 +232,12 @@ class ModbusLink:
         where = f"device {device_id} FC{function_code:02d} 0x{address:04X}+{count}"
         timeout_s = (self._config.request_timeout_ms + REQUEST_TIMEOUT_SLACK_MS) / 1000
         try:
-            async with asyncio.timeout(timeout_s):
-                if function_code == 3:
-                    response = await client.read_holding_registers(address, count=count, device_id=device_id)
-                else:
-                    response = await client.read_input_registers(address, count=count, device_id=device_id)
+            with _cancels_kept():
+                async with asyncio.timeout(timeout_s):
+                    if function_code == 3:
+                        response = await client.read_holding_registers(address, count=count, device_id=device_id)
+                    else:
+                        response = await client.read_input_registers(address, count=count, device_id=device_id)
         except ConnectionException as exc:
             raise PortClosedError(f"{self._config.endpoint}: {where}: connection lost: {exc}") from exc
         except (ModbusException, TimeoutError) as exc:
@@ -271,6 +282,30 @@ class ModbusLink:
 
     def _raw_received(self) -> bytes:
         return bytes(self._received + self._receiving)[:RAW_BYTES_MAX]
+
+
+@contextlib.contextmanager
+def _cancels_kept() -> Iterator[None]:
+    """Raise CancelledError after a block (around a pymodbus call) in which a cancel of this task was lost.
+
+    ``Task.cancelling()`` counts the cancels requested and not taken back; asyncio.timeout takes back its own
+    when it expires (so this goes outside it), and a count above the one before the block means someone
+    cancelled the task and pymodbus's wait_for returned (or raised something else) instead.
+    """
+    task = asyncio.current_task()
+    assert task is not None, "pymodbus calls run in a task"
+    cancels_before = task.cancelling()
+    try:
+        yield
+    except Exception as exc:
+        if task.cancelling() > cancels_before:
+            raise asyncio.CancelledError(_LOST_CANCEL) from exc
+        raise
+    if task.cancelling() > cancels_before:
+        raise asyncio.CancelledError(_LOST_CANCEL)
+
+
+_LOST_CANCEL = "cancelled during a pymodbus call whose asyncio.wait_for dropped the cancel (Python 3.11)"
 
 
 _EXCEPTION_NAMES: dict[int, str] = {
