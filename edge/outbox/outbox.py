@@ -486,20 +486,7 @@ class Outbox:
 
     async def delete_through(self, seq: int) -> int:
         """Delete every event with seq <= `seq` (the cloud has committed them); return how many."""
-        try:
-            async with self._lock:
-                cursor = await self._db.execute("DELETE FROM outbox WHERE seq <= ?", (seq,))
-        except sqlite3.Error as exc:
-            raise OutboxError(f"outbox {self.path}: delete failed: {exc}") from exc
-        # Near the cap too, not only when full: on a site gone quiet after the drain no commit comes to
-        # clear `outbox_near_cap` / `outbox_shedding`, so the delete that drains the outbox must.
-        if (self.full or self._near_cap) and cursor.rowcount:
-            try:
-                await self.check_capacity()
-            except OutboxError:
-                # The delete is done; a failed measure or shed (a full disk) must not fail the ack.
-                log.exception("outbox capacity check failed", extra={"path": str(self.path)})
-        return cursor.rowcount
+        return await self.delete_committed(seq, ())
 
     async def delete_committed(self, through_seq: int, ranges: Sequence[tuple[int, int]]) -> int:
         """Delete every event with seq <= `through_seq` or in one of the inclusive (first, last) `ranges`

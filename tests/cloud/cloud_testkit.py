@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -176,3 +178,24 @@ def admin_execute(dsn: str, statement: sql.SQL | sql.Composed, parameters: Any =
         connection.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(ADMIN_STATEMENT_TIMEOUT_MS)))
         cursor = connection.execute(statement, parameters)
         return cursor.fetchall() if cursor.description else []
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CLI_TIMEOUT_S = 60.0
+
+
+async def run_cli(*args: str) -> tuple[int, str, str]:
+    """Run `tallyport-cloud ARGS` as a person would, from the repository root: (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cloud.cli",
+        *args,
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(CLI_TIMEOUT_S):
+        stdout, stderr = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cloud_testkit import DOCK, GTIN_A, Uplink, admin_execute, item, make_event
+from cloud_testkit import CLI_TIMEOUT_S, DOCK, GTIN_A, Uplink, admin_execute, item, make_event, run_cli
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psycopg import sql
@@ -25,28 +25,11 @@ from cloud.server import CloudServer
 from cloud.store.postgres_schema import SCHEMA_VERSION
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CLI_TIMEOUT_S = 60.0
 
 
 @pytest.fixture
 def store_backend() -> str:
     return "sqlite"
-
-
-async def run_cli(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cloud.cli",
-        *args,
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(CLI_TIMEOUT_S):
-        stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
 
 
 def free_port() -> int:

@@ -3,14 +3,12 @@ oldest first, to stdout or to a file, and its errors."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
-from cloud_testkit import GTIN_A, Uplink, item, make_event
+from cloud_testkit import GTIN_A, Uplink, item, make_event, run_cli
 from grpc import aio
 from tallyport.v1 import events_pb2
 from test_epcis_jsonld import document_problems
@@ -19,29 +17,10 @@ from cloud.epcis import service as epcis_service
 from cloud.epcis.jsonld import event_to_jsonld
 from cloud.server import CloudServer
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CLI_TIMEOUT_S = 60.0
-
 
 @pytest.fixture
 def store_backend() -> str:
     return "sqlite"
-
-
-async def run_cli(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cloud.cli",
-        *args,
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(CLI_TIMEOUT_S):
-        stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
 
 
 async def ingest_five(channel: aio.Channel) -> list[events_pb2.Event]:

@@ -3,23 +3,18 @@ trail, actions and their refusals, watch, and --help."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from cloud_testkit import BASE_TIME_S
+from cloud_testkit import BASE_TIME_S, run_cli
 from exceptions_testkit import GTIN_CHILLED, PICK, STORAGE, ManualClock, config_with_rules, load_site
 
 from cloud.exceptions import store as repo
 from cloud.exceptions.cli import LIST_HEADERS, format_duration, parse_duration
 from cloud.server import CloudServer
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CLI_TIMEOUT_S = 60.0
 T = BASE_TIME_S + 1000
 RULES = [
     {"kind": "stockout", "location": PICK, "min_on_hand": 3},
@@ -39,22 +34,6 @@ async def server(store_section: dict[str, Any]) -> AsyncIterator[CloudServer]:
         await load_site(running)
         await running.exceptions.sweep()
         yield running
-
-
-async def run_cli(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cloud.cli",
-        *args,
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(CLI_TIMEOUT_S):
-        stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
 
 
 @pytest.mark.parametrize("action", ["list", "show", "ack", "resolve", "shelve", "watch"])

@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
-import sys
 from pathlib import Path
 
 import pytest
+from cloud_testkit import run_cli
 
 from cloud.server import CloudServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_TOML = REPO_ROOT / "deploy" / "demo" / "masterdata.toml"
 DEMO_CSV_DIR = REPO_ROOT / "deploy" / "demo" / "masterdata-csv"
-CLI_TIMEOUT_S = 60.0
 
 
 @pytest.fixture
 def store_backend() -> str:
     return "sqlite"
-
-
-async def run_cli(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cloud.cli",
-        *args,
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(CLI_TIMEOUT_S):
-        stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
 
 
 async def test_load_a_bad_file_reports_each_row_and_loads_the_rest(cloud: CloudServer, tmp_path: Path) -> None:

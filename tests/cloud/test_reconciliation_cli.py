@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 import pytest
-from cloud_testkit import DOCK, STORAGE
+from cloud_testkit import DOCK, STORAGE, run_cli
 from grpc import aio
 from reconciliation_testkit import GTIN_A, GTIN_B, GTIN_C, GTIN_UNKNOWN, SKUS, stream_the_site
 
@@ -15,28 +13,11 @@ from cloud.reconciliation.files import read_cycle_counts
 from cloud.server import CloudServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CLI_TIMEOUT_S = 60.0
 
 
 @pytest.fixture
 def store_backend() -> str:
     return "sqlite"
-
-
-async def run_cli(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "cloud.cli",
-        *args,
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(CLI_TIMEOUT_S):
-        stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
 
 
 @pytest.fixture
