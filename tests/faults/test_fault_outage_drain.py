@@ -126,5 +126,5 @@ def _report_live_latency(site: FaultSite, first_seen_s: dict[str, float]) -> Non
     print(
         f"fault=outage live scans made during the outage and the drain: {len(latencies_s)} of {len(scanned)} seen; "
         f"scan -> listed in the cloud: p50 {statistics.median(latencies_s):.2f} s, max {latencies_s[-1]:.2f} s "
-        f"(polled every {POLL_S:g} s; the uplink sends in seq order, so scans queue behind the backlog)"
+        f"(polled every {POLL_S:g} s; scans made during the outage wait for it to end, later ones take the live lane)"
     )
