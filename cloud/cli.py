@@ -13,7 +13,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -214,6 +214,17 @@ def _add_on_hand(commands: Any, client: argparse.ArgumentParser) -> None:
     on_hand.add_argument("--location", default="", help="only this biz_location")
 
 
+def _add_event_filters(parser: argparse.ArgumentParser) -> None:
+    """The filters of `events` and `epcis-export`, which ask ListEvents the same question."""
+    parser.add_argument("--gateway", default="", help="only from this gateway_id")
+    parser.add_argument("--location", default="", help="only at this biz_location")
+    parser.add_argument("--gtin", default="", help="only mentioning this GTIN-14")
+    parser.add_argument("--object", default="", help="only mentioning this object id")
+    parser.add_argument("--biz-step", default="", help="only this business step, e.g. receiving")
+    parser.add_argument("--since", default="", help="event_time >= this ISO 8601 time, e.g. 2025-01-31T00:00:00Z")
+    parser.add_argument("--until", default="", help="event_time < this ISO 8601 time")
+
+
 def _add_events(commands: Any, client: argparse.ArgumentParser) -> None:
     events = _subcommand(
         commands,
@@ -227,13 +238,7 @@ def _add_events(commands: Any, client: argparse.ArgumentParser) -> None:
             "tallyport-cloud events --gtin 09501101530003 --since 2025-01-31T00:00:00Z --json",
         ],
     )
-    events.add_argument("--gateway", default="", help="only from this gateway_id")
-    events.add_argument("--location", default="", help="only at this biz_location")
-    events.add_argument("--gtin", default="", help="only mentioning this GTIN-14")
-    events.add_argument("--object", default="", help="only mentioning this object id")
-    events.add_argument("--biz-step", default="", help="only this business step, e.g. receiving")
-    events.add_argument("--since", default="", help="event_time >= this ISO 8601 time, e.g. 2025-01-31T00:00:00Z")
-    events.add_argument("--until", default="", help="event_time < this ISO 8601 time")
+    _add_event_filters(events)
     events.add_argument(
         "--limit",
         type=_positive_int,
@@ -276,13 +281,7 @@ def _add_epcis_export(commands: Any, client: argparse.ArgumentParser) -> None:
             "tallyport-cloud epcis-export --since 2025-01-31T00:00:00Z --until 2025-02-01T00:00:00Z > day.jsonld",
         ],
     )
-    export.add_argument("--gateway", default="", help="only from this gateway_id")
-    export.add_argument("--location", default="", help="only at this biz_location")
-    export.add_argument("--gtin", default="", help="only mentioning this GTIN-14")
-    export.add_argument("--object", default="", help="only mentioning this object id")
-    export.add_argument("--biz-step", default="", help="only this business step, e.g. receiving")
-    export.add_argument("--since", default="", help="event_time >= this ISO 8601 time, e.g. 2025-01-31T00:00:00Z")
-    export.add_argument("--until", default="", help="event_time < this ISO 8601 time")
+    _add_event_filters(export)
     export.add_argument("--output", type=Path, metavar="FILE", help="write the document here (default: stdout)")
     export.add_argument(
         "--max-events",
@@ -396,18 +395,25 @@ async def _on_hand(stub: Any, args: argparse.Namespace) -> list[str]:
     return cli_output.table(["GTIN", "BIZ_LOCATION", "QUANTITY"], cli_output.on_hand_rows(rows))
 
 
-async def _events(stub: Any, args: argparse.Namespace) -> list[str]:
-    request = inventory_pb2.ListEventsRequest(
-        gateway_id=args.gateway,
-        biz_location=args.location,
-        gtin=args.gtin,
-        object_id=args.object,
-        biz_step=_biz_step(args.biz_step),
-    )
+_FilteredRequest = TypeVar("_FilteredRequest", inventory_pb2.ListEventsRequest, epcis_pb2.ExportEventsRequest)
+
+
+def _with_event_filters(request: _FilteredRequest, args: argparse.Namespace) -> _FilteredRequest:
+    """`request` with the flags of `_add_event_filters` set (both requests name the filters alike)."""
+    request.gateway_id = args.gateway
+    request.biz_location = args.location
+    request.gtin = args.gtin
+    request.object_id = args.object
+    request.biz_step = _biz_step(args.biz_step)
     if args.since:
         request.since.CopyFrom(_timestamp(args.since, "--since"))
     if args.until:
         request.until.CopyFrom(_timestamp(args.until, "--until"))
+    return request
+
+
+async def _events(stub: Any, args: argparse.Namespace) -> list[str]:
+    request = _with_event_filters(inventory_pb2.ListEventsRequest(), args)
     events: list[events_pb2.Event] = []
     while len(events) < args.limit:
         request.page_size = min(args.limit - len(events), 1000)
@@ -451,18 +457,7 @@ async def _gateways(stub: Any, args: argparse.Namespace) -> list[str]:
 
 
 async def _epcis_export(stub: Any, args: argparse.Namespace) -> list[str]:
-    request = epcis_pb2.ExportEventsRequest(
-        page_size=EXPORT_PAGE_SIZE,
-        gateway_id=args.gateway,
-        biz_location=args.location,
-        gtin=args.gtin,
-        object_id=args.object,
-        biz_step=_biz_step(args.biz_step),
-    )
-    if args.since:
-        request.since.CopyFrom(_timestamp(args.since, "--since"))
-    if args.until:
-        request.until.CopyFrom(_timestamp(args.until, "--until"))
+    request = _with_event_filters(epcis_pb2.ExportEventsRequest(page_size=EXPORT_PAGE_SIZE), args)
     try:
         document = await fetch_document(stub, request, events_max=args.max_events, timeout_s=args.timeout)
     except ExportError as exc:

@@ -72,6 +72,7 @@ from cloud.exceptions.rules.unexpected_movement import ItemState, sighting
 from cloud.masterdata.models import MasterData
 from cloud.projections import moved_objects
 from cloud.store import GatewayRecord, OnHandRecord, PositionRecord, Sql, Store, StreamState
+from cloud.store.records import POSITION_COLUMNS, position_from_row
 from cloud.timestamps import Clock, system_clock_us, to_micros
 
 __all__ = ["ExceptionEngine", "ExceptionNotFound", "MasterDataSource", "SweepReport", "sensor_readings"]
@@ -94,10 +95,6 @@ FEED_HOLES_MAX = 1000  # ids looked for again at once (each is a parameter of th
 MICROS_PER_SECOND = 1_000_000
 _ON_HAND_KINDS = frozenset({"stockout", "excess", excursion.KIND})
 _GATEWAY_KINDS = frozenset({stale_feed.KIND, seq_gap.KIND})
-_POSITION_COLUMNS = (
-    "object_id, epc_uri, epc_hex, gtin, sscc, biz_location, read_point_id, biz_step, disposition, "
-    "in_transit, present, event_time_us, event_id, gateway_id, seq"
-)
 
 # Where master data comes from: CloudServer passes its MasterDataRepository's `snapshot`.
 MasterDataSource = Callable[[], Awaitable[MasterData]]
@@ -710,30 +707,11 @@ async def _dwell_positions(sql: Sql, places: Sequence[str], limit: int) -> list[
             break
         chunk = places[start : start + repo.KEYS_PER_STATEMENT]
         rows = await sql.fetch_all(
-            f"SELECT {_POSITION_COLUMNS} FROM positions WHERE biz_location IN ({', '.join('?' * len(chunk))}) "
+            f"SELECT {POSITION_COLUMNS} FROM positions WHERE biz_location IN ({', '.join('?' * len(chunk))}) "
             "AND present AND NOT in_transit LIMIT ?",
             (*chunk, limit - len(found)),
         )
-        found.extend(
-            PositionRecord(
-                object_id=row[0],
-                epc_uri=row[1],
-                epc_hex=row[2],
-                gtin=row[3],
-                sscc=row[4],
-                biz_location=row[5],
-                read_point_id=row[6],
-                biz_step=int(row[7]),
-                disposition=int(row[8]),
-                in_transit=bool(row[9]),
-                present=bool(row[10]),
-                event_time_us=int(row[11]),
-                event_id=row[12],
-                gateway_id=row[13],
-                seq=int(row[14]),
-            )
-            for row in rows
-        )
+        found.extend(position_from_row(row) for row in rows)
     return found
 
 

@@ -75,6 +75,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from cloud.errors import SchemaVersionError, StoreError
 from cloud.store.postgres_schema import MIGRATIONS, SCHEMA_VERSION
 from cloud.store.records import (
+    POSITION_COLUMNS,
     EventQuery,
     GapRecord,
     GatewayRecord,
@@ -85,6 +86,7 @@ from cloud.store.records import (
     QuarantineRecord,
     StoredEvent,
     StreamState,
+    position_from_row,
     seq_ranges_from_text,
     seq_ranges_to_text,
 )
@@ -119,10 +121,6 @@ MIGRATION_LOCK_CLASS = 0x7A11
 STREAM_LOCK_CLASS = 0x7A12
 APPLICATION_NAME = "tallyport-cloud"
 
-_POSITION_COLUMNS = (
-    "object_id, epc_uri, epc_hex, gtin, sscc, biz_location, read_point_id, biz_step, disposition, "
-    "in_transit, present, event_time_us, event_id, gateway_id, seq"
-)
 _POSITION_TYPES = (
     "text[], text[], text[], text[], text[], text[], text[], integer[], integer[], "
     "boolean[], boolean[], bigint[], text[], text[], bigint[]"
@@ -192,10 +190,6 @@ def _pg_errors(what: str) -> Iterator[None]:
     except psycopg.Error as exc:
         state = f" (SQLSTATE {exc.sqlstate})" if exc.sqlstate else ""
         raise StoreError(f"{what}: {_one_line(exc)}{state}") from exc
-
-
-def _position_from_row(row: Sequence[Any]) -> PositionRecord:
-    return PositionRecord(*row)
 
 
 class PostgresStore:
@@ -379,16 +373,16 @@ class PostgresStore:
         """A position by object id, else by EPC URI, else by EPC hex (case-insensitive): one round trip."""
         rows = await self._fetch(
             "look up a position",
-            f"SELECT {_POSITION_COLUMNS} FROM ("
-            f"  (SELECT 1 AS rank, {_POSITION_COLUMNS} FROM positions WHERE object_id = %(key)s)"
-            f"  UNION ALL (SELECT 2, {_POSITION_COLUMNS} FROM positions WHERE epc_uri = %(key)s"
+            f"SELECT {POSITION_COLUMNS} FROM ("
+            f"  (SELECT 1 AS rank, {POSITION_COLUMNS} FROM positions WHERE object_id = %(key)s)"
+            f"  UNION ALL (SELECT 2, {POSITION_COLUMNS} FROM positions WHERE epc_uri = %(key)s"
             "    ORDER BY event_time_us DESC LIMIT 1)"
-            f"  UNION ALL (SELECT 3, {_POSITION_COLUMNS} FROM positions WHERE epc_hex = %(hex)s"
+            f"  UNION ALL (SELECT 3, {POSITION_COLUMNS} FROM positions WHERE epc_hex = %(hex)s"
             "    ORDER BY event_time_us DESC LIMIT 1)"
             ") AS found ORDER BY rank LIMIT 1",
             {"key": _text(key), "hex": _text(key.upper())},
         )
-        return _position_from_row(rows[0]) if rows else None
+        return position_from_row(rows[0]) if rows else None
 
     async def list_on_hand(
         self, gtin: str = "", biz_location: str = "", limit: int = 50_000, after: tuple[str, str] | None = None
@@ -703,7 +697,7 @@ class _PostgresIngestTransaction:
         ordered = sorted(asked)
         created = await self._rows(
             "lock new positions",
-            f"INSERT INTO positions ({_POSITION_COLUMNS}) "
+            f"INSERT INTO positions ({POSITION_COLUMNS}) "
             "SELECT id, '', '', '', '', '', '', 0, 0, false, false, 0, '', '', 0 FROM unnest(%b::text[]) AS u (id) "
             "ON CONFLICT (object_id) DO NOTHING RETURNING object_id",
             (ordered,),
@@ -711,14 +705,13 @@ class _PostgresIngestTransaction:
         self._placeholders.update(row[0] for row in created)
         rows = await self._rows(
             "load positions",
-            f"SELECT {_POSITION_COLUMNS} FROM positions WHERE object_id = ANY(%b::text[]) "
-            "ORDER BY object_id FOR UPDATE",
+            f"SELECT {POSITION_COLUMNS} FROM positions WHERE object_id = ANY(%b::text[]) ORDER BY object_id FOR UPDATE",
             (ordered,),
         )
         found: dict[str, PositionRecord] = {}
         for row in rows:
             if row[0] not in self._placeholders:
-                position = _position_from_row(row)
+                position = position_from_row(row)
                 found[asked.get(position.object_id, position.object_id)] = position
         return found
 
@@ -729,7 +722,7 @@ class _PostgresIngestTransaction:
         ordered = [latest[object_id] for object_id in sorted(latest)]
         await self._execute(
             "save positions",
-            f"INSERT INTO positions ({_POSITION_COLUMNS}) SELECT * FROM {_unnest(_POSITION_TYPES)} "
+            f"INSERT INTO positions ({POSITION_COLUMNS}) SELECT * FROM {_unnest(_POSITION_TYPES)} "
             "ON CONFLICT (object_id) DO UPDATE SET "
             "epc_uri = excluded.epc_uri, epc_hex = excluded.epc_hex, gtin = excluded.gtin, sscc = excluded.sscc, "
             "biz_location = excluded.biz_location, read_point_id = excluded.read_point_id, "

@@ -5,9 +5,12 @@ Times are integer microseconds since the epoch (UTC); enums are their protobuf n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
+    "POSITION_COLUMNS",
     "EventObjectKey",
     "EventQuery",
     "GapRecord",
@@ -20,6 +23,7 @@ __all__ = [
     "SeqRanges",
     "StoredEvent",
     "StreamState",
+    "position_from_row",
     "seq_ranges_from_text",
     "seq_ranges_to_text",
 ]
@@ -118,6 +122,34 @@ class PositionRecord:
     event_id: str
     gateway_id: str
     seq: int
+
+
+# The positions table's columns in PositionRecord's field order: SELECT them, then `position_from_row`.
+POSITION_COLUMNS = (
+    "object_id, epc_uri, epc_hex, gtin, sscc, biz_location, read_point_id, biz_step, disposition, "
+    "in_transit, present, event_time_us, event_id, gateway_id, seq"
+)
+
+
+def position_from_row(row: Sequence[Any]) -> PositionRecord:
+    """A row of POSITION_COLUMNS as a PositionRecord (SQLite keeps the flags as 0/1)."""
+    return PositionRecord(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        int(row[7]),
+        int(row[8]),
+        bool(row[9]),
+        bool(row[10]),
+        int(row[11]),
+        row[12],
+        row[13],
+        int(row[14]),
+    )
 
 
 @dataclass(frozen=True, slots=True)

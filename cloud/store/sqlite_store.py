@@ -32,6 +32,7 @@ import aiosqlite
 
 from cloud.errors import SchemaVersionError, StoreError
 from cloud.store.records import (
+    POSITION_COLUMNS,
     EventQuery,
     GapRecord,
     GatewayRecord,
@@ -42,6 +43,7 @@ from cloud.store.records import (
     QuarantineRecord,
     StoredEvent,
     StreamState,
+    position_from_row,
     seq_ranges_from_text,
     seq_ranges_to_text,
 )
@@ -69,12 +71,8 @@ GAPS_PER_STREAM_MAX = 100
 # Class quantities are doubles: treat anything this close to zero as zero.
 QUANTITY_EPSILON = 1e-9
 
-_POSITION_COLUMNS = (
-    "object_id, epc_uri, epc_hex, gtin, sscc, biz_location, read_point_id, biz_step, disposition, "
-    "in_transit, present, event_time_us, event_id, gateway_id, seq"
-)
-# A position as the row of _POSITION_COLUMNS, read in one C call.
-_POSITION_ROW = attrgetter(*(name.strip() for name in _POSITION_COLUMNS.split(",")))
+# A position as the row of POSITION_COLUMNS, read in one C call.
+_POSITION_ROW = attrgetter(*(name.strip() for name in POSITION_COLUMNS.split(",")))
 _EVENT_COLUMNS = "event_id, gateway_id, outbox_id, seq, event_time_us, biz_location, biz_step, received_at_us, payload"
 # A stored event as the row of _EVENT_COLUMNS.
 _EVENT_ROW = attrgetter(*(name.strip() for name in _EVENT_COLUMNS.split(",")))
@@ -96,26 +94,6 @@ def _sqlite_errors(what: str) -> Iterator[None]:
 def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _position_from_row(row: Sequence[Any]) -> PositionRecord:
-    return PositionRecord(
-        object_id=row[0],
-        epc_uri=row[1],
-        epc_hex=row[2],
-        gtin=row[3],
-        sscc=row[4],
-        biz_location=row[5],
-        read_point_id=row[6],
-        biz_step=row[7],
-        disposition=row[8],
-        in_transit=bool(row[9]),
-        present=bool(row[10]),
-        event_time_us=row[11],
-        event_id=row[12],
-        gateway_id=row[13],
-        seq=row[14],
-    )
 
 
 def _stream_from_row(row: Sequence[Any]) -> StreamState:
@@ -282,11 +260,11 @@ class SqliteStore:
         for condition, value in lookups:
             rows = await self._fetch(
                 "look up a position",
-                f"SELECT {_POSITION_COLUMNS} FROM positions WHERE {condition} ORDER BY event_time_us DESC LIMIT 1",
+                f"SELECT {POSITION_COLUMNS} FROM positions WHERE {condition} ORDER BY event_time_us DESC LIMIT 1",
                 (value,),
             )
             if rows:
-                return _position_from_row(rows[0])
+                return position_from_row(rows[0])
         return None
 
     async def list_on_hand(
@@ -524,11 +502,11 @@ class _SqliteIngestTransaction:
             placeholders = ", ".join(["?"] * len(chunk))
             rows = await self._fetch(
                 "load positions",
-                f"SELECT {_POSITION_COLUMNS} FROM positions WHERE object_id IN ({placeholders})",
+                f"SELECT {POSITION_COLUMNS} FROM positions WHERE object_id IN ({placeholders})",
                 chunk,
             )
             for row in rows:
-                position = _position_from_row(row)
+                position = position_from_row(row)
                 found[position.object_id] = position
         return found
 
@@ -537,7 +515,7 @@ class _SqliteIngestTransaction:
             return
         await self._execute_many(
             "save positions",
-            f"INSERT OR REPLACE INTO positions ({_POSITION_COLUMNS}) "
+            f"INSERT OR REPLACE INTO positions ({POSITION_COLUMNS}) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             # sqlite3 binds the bools in_transit and present as the integers 1 and 0.
             map(_POSITION_ROW, positions),

@@ -324,7 +324,7 @@ def finish_interrupted_salvage(path: Path, clock: Clock) -> Path | None:
     leftovers = any(file.exists() for file in (path, *_sidecars(path)))
     aside = _move_aside(path, _aside_name(path, clock)) if leftovers else None
     os.replace(ready, path)
-    _fsync_directory(path.parent)
+    _fsync(path.parent)
     return aside
 
 
@@ -349,14 +349,14 @@ def salvage_outbox(path: Path, problem: str, clock: Clock) -> SalvageReport:
         with contextlib.closing(_open_damaged(copy)) as source, contextlib.closing(_create(new)) as target:
             _copy_rows(source, target, report, copy)
             target.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        _fsync_file(new)
+        _fsync(new)
         for file in _sidecars(new):
             file.unlink(missing_ok=True)  # empty after the checkpoint; the new file stands alone
         os.replace(new, ready)
-        _fsync_directory(path.parent)
+        _fsync(path.parent)
         _move_aside(path, report.damaged_path)
         os.replace(ready, path)
-        _fsync_directory(path.parent)
+        _fsync(path.parent)
     except (OSError, sqlite3.Error) as exc:
         raise OutboxError(f"outbox {path}: damaged ({problem}) and salvage failed: {exc}") from exc
     finally:
@@ -385,7 +385,7 @@ def _move_aside(path: Path, aside: Path) -> Path:
     for source, target in zip((*_sidecars(path), path), (*_sidecars(aside), aside), strict=True):
         if source.exists():
             os.replace(source, target)
-    _fsync_directory(path.parent)
+    _fsync(path.parent)
     return aside
 
 
@@ -750,17 +750,9 @@ def _continue_seqs(target: sqlite3.Connection, report: SalvageReport, old_counte
         target.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('outbox', ?)", (next_after,))
 
 
-def _fsync_file(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file's data, or a directory's entries (a rename is only on disk once its directory is)."""
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make renames in `directory` durable (a rename is only on disk once its directory is)."""
-    fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
